@@ -1,0 +1,84 @@
+# The project's commands; every target installs what it needs first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+JB := $(VENV)/bin/jupyter-book
+SETUP_STAMP := $(VENV)/.setup-done
+
+# npm files the browser test serves in place of the CDN; the versions must be
+# those named in _config.yml (sphinx.config.nb_ipywidgets_js).
+HTML_MANAGER_VERSION := 1.0.15
+REQUIREJS_VERSION := 2.3.7
+JS_STAMP := node_modules/.setup-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)
+
+.PHONY: setup book test unit-nbval browser-test bench clean distclean
+
+setup: $(SETUP_STAMP) $(JS_STAMP)
+
+$(SETUP_STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -e .
+	touch $@
+
+# `npm pack` fetches a package's tarball alone (html-manager's dependency tree
+# is large and its dist/ bundle does not need it).
+$(JS_STAMP):
+	rm -rf node_modules/.pack node_modules/.setup-* && mkdir -p node_modules/.pack
+	cd node_modules/.pack && npm pack --silent \
+	    @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION)
+	rm -rf node_modules/@jupyter-widgets/html-manager node_modules/requirejs
+	mkdir -p node_modules/@jupyter-widgets/html-manager node_modules/requirejs
+	tar -xzf node_modules/.pack/jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz \
+	    --strip-components=1 -C node_modules/@jupyter-widgets/html-manager
+	tar -xzf node_modules/.pack/requirejs-$(REQUIREJS_VERSION).tgz \
+	    --strip-components=1 -C node_modules/requirejs
+	rm -rf node_modules/.pack
+	touch $@
+
+# Executes the notebooks, cached in _build/.jupyter_cache; a cell error fails
+# the build (execute.raise_on_error).  jupyter-cache keys a notebook on its code
+# cells alone, so a change to nas_core/ or requirements.txt empties the cache
+# (a rebuild with no change re-runs nothing).
+book: setup
+	$(BUILD_BOOK)
+
+BOOK_INPUTS_HASH = $$(cat requirements.txt $$(find nas_core -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+BUILD_BOOK = mkdir -p _build; \
+    if [ "$$(cat _build/.book-inputs 2>/dev/null)" != "$(BOOK_INPUTS_HASH)" ]; then \
+        echo "nas_core or requirements changed: clearing the notebook cache"; \
+        rm -rf _build/.jupyter_cache; echo "$(BOOK_INPUTS_HASH)" > _build/.book-inputs; \
+    fi; \
+    $(JB) build .
+
+# In this order (also under -j): unit tests and every notebook under nbval
+# (cells must run; outputs are not compared), then the book, then the built
+# book in a browser.
+test: setup
+	$(UNIT_NBVAL)
+	$(BUILD_BOOK)
+	$(BROWSER_TEST)
+
+UNIT_NBVAL = $(PY) -m pytest tests --ignore=tests/test_browser.py \
+    --nbval-lax --nbval-current-env book/*.ipynb
+BROWSER_TEST = WIRING_NAS_BROWSER_TEST=required $(PY) -m pytest tests/test_browser.py
+
+unit-nbval: setup
+	$(UNIT_NBVAL)
+
+# Needs a built book (make book); fails rather than skips when a piece is missing.
+browser-test: setup
+	$(BROWSER_TEST)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build .pytest_cache *.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules
