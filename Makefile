@@ -47,12 +47,12 @@ book: setup
 	$(BUILD_BOOK)
 
 BOOK_INPUTS_HASH = $$(cat requirements.txt $$(find nas_core -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
-BUILD_BOOK = mkdir -p _build; \
+BUILD_BOOK = @mkdir -p _build; \
     if [ "$$(cat _build/.book-inputs 2>/dev/null)" != "$(BOOK_INPUTS_HASH)" ]; then \
         echo "nas_core or requirements changed: clearing the notebook cache"; \
         rm -rf _build/.jupyter_cache; echo "$(BOOK_INPUTS_HASH)" > _build/.book-inputs; \
     fi; \
-    $(JB) build .
+    echo "$(JB) build ."; $(JB) build .
 
 # In this order (also under -j): unit tests and every notebook under nbval
 # (cells must run; outputs are not compared), then the book, then the built
