@@ -1,0 +1,14 @@
+"""nas_core: a cost-instrumented differentiable NAS core.
+
+Every training step records each op's cost dL/dZ on every edge (the gradient
+of the loss w.r.t. the op's weight, which the backward pass computes anyway);
+every epoch records alpha, the derived cell with ``none`` counted and its
+wiring. See the book for the unified view these costs give of DARTS, SNAS and
+DSNAS.
+"""
+from .config import Intervention, SearchConfig
+from .history import History, RunError, load, run
+from .ops import OPS
+from .space import Topology
+
+__all__ = ["Intervention", "SearchConfig", "History", "RunError", "load", "run", "OPS", "Topology"]

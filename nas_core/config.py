@@ -1,0 +1,223 @@
+"""One frozen dataclass holds a run's parameters and validates them before any
+compute. Interventions on the cell are data (:class:`Intervention`), not flags."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+
+from .ops import NONE, OPS, op_index
+from .space import CELLS, Topology
+
+ALGORITHMS = ("darts", "snas", "dsnas", "gdas")
+DATASETS = ("digits", "cifar10", "synthetic")
+
+
+def _edge_map(value) -> tuple:
+    """Normalise {edge: value} or [(edge, value)] (or "1=a,2=b") to a sorted tuple."""
+    if isinstance(value, str):
+        value = [item.split("=", 1) for item in value.split(",") if item.strip()]
+    items = value.items() if isinstance(value, dict) else value
+    out = []
+    for item in items:
+        e, v = item
+        v = tuple(sorted(v)) if isinstance(v, (list, tuple)) else v
+        out.append((int(e), v))
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Changes to the search space, given as data.
+
+    ``delete_edges``: edges forced to ``none`` (they never compute);
+    ``fix``: {edge: op} edges that always use one op (alpha is not learnt there);
+    ``exclude``: {edge: [ops]} ops an edge may not use.
+    """
+
+    delete_edges: tuple[int, ...] = ()
+    fix: tuple[tuple[int, str], ...] = ()
+    exclude: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "delete_edges", tuple(sorted(int(e) for e in self.delete_edges)))
+        object.__setattr__(self, "fix", _edge_map(self.fix))
+        object.__setattr__(
+            self, "exclude",
+            tuple((e, (v,) if isinstance(v, str) else v) for e, v in _edge_map(self.exclude)),
+        )
+
+    def validate(self, topology: Topology):
+        def check_edge(e, what):
+            if not 0 <= e < topology.n_edges:
+                raise ValueError(f"{what}: edge {e} out of range; this cell has edges 0..{topology.n_edges - 1}")
+
+        for e in self.delete_edges:
+            check_edge(e, "delete_edges")
+        for e, op in self.fix:
+            check_edge(e, "fix")
+            op_index(op)
+            if e in self.delete_edges:
+                raise ValueError(f"edge {e} is both deleted and fixed to {op!r}; choose one")
+        for e, ops in self.exclude:
+            check_edge(e, "exclude")
+            for op in ops:
+                op_index(op)
+            if set(ops) >= set(OPS):
+                raise ValueError(f"exclude: edge {e} excludes every op; delete the edge instead")
+            if dict(self.fix).get(e) in ops:
+                raise ValueError(f"edge {e} is fixed to an op it also excludes")
+
+    def allowed(self, n_edges: int) -> torch.Tensor:
+        """Boolean mask (edges x ops) of the ops each edge may use."""
+        mask = torch.ones(n_edges, len(OPS), dtype=torch.bool)
+        for e, ops in self.exclude:
+            for op in ops:
+                mask[e, op_index(op)] = False
+        for e, op in self.fix:
+            mask[e] = False
+            mask[e, op_index(op)] = True
+        for e in self.delete_edges:
+            mask[e] = False
+            mask[e, NONE] = True
+        return mask
+
+
+def parse_cell(cell: str) -> Topology:
+    """'minimal', 'full' or 'STEPS/MULTIPLIER' such as '3/3'."""
+    if cell in CELLS:
+        return Topology.named(cell)
+    try:
+        steps, multiplier = (int(x) for x in cell.split("/"))
+    except ValueError:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)} or 'STEPS/MULTIPLIER', got {cell!r}") from None
+    return Topology(steps, multiplier)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Every parameter of a search run. Field names are the CLI flags and the
+    notebooks' papermill parameters."""
+
+    algorithm: str = "dsnas"
+    level: str = "single"            # single: alpha on the train split; bi: alpha on held-out
+    order: int = 1                   # 2: DARTS' unrolled second-order (bi-level only)
+    cell: str = "minimal"            # minimal | full | STEPS/MULTIPLIER
+    network: str = "all_normal"      # all_normal | standard
+    cells: int = 4
+    channels: int = 8
+    stem_multiplier: int = 3
+    logit_scale: float = 1.0         # multiplies the classifier's initial weights
+    batch_size: int = 64
+    epochs: int = 30
+    seed: int = 0
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    arch_beta1: float = 0.5
+    alpha_init: float = 1e-3         # std of alpha's initial values (near 0)
+    temperature: float = 1.0         # SNAS / GDAS
+    temperature_min: float | None = None  # anneal exponentially to this by the last epoch
+    dsnas_estimator: str = "standard"     # standard | authors
+    intervention: Intervention = field(default_factory=Intervention)
+    random_sample: bool = False      # alpha frozen, ops sampled uniformly
+    update_alpha: bool = True
+    update_weights: bool = True
+    probe_batches: int = 0           # per epoch: all ops' costs on N train and N held-out batches
+    record_costs: bool = True
+    data: str = "digits"
+    data_dir: str | None = None
+    noise: float = 0.0               # std of additive Gaussian pixel noise (inputs standardised)
+    shift: int = 0                   # max random translation in pixels
+    label_noise: float = 0.0         # fraction of train labels replaced at random
+    train_size: int | None = None    # subset of the train split
+    device: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.intervention, dict):
+            object.__setattr__(self, "intervention", Intervention(**self.intervention))
+        self.validate()
+
+    def _fail(self, name, message):
+        raise ValueError(f"invalid {name}={getattr(self, name)!r}: {message}")
+
+    def validate(self):
+        choices = {
+            "algorithm": ALGORITHMS, "level": ("single", "bi"), "network": ("all_normal", "standard"),
+            "dsnas_estimator": ("standard", "authors"), "data": DATASETS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                self._fail(name, f"choose one of {', '.join(allowed)}")
+        if self.order not in (1, 2):
+            self._fail("order", "choose 1 or 2")
+        if self.order == 2 and (self.algorithm != "darts" or self.level != "bi"):
+            self._fail("order", "second order is DARTS' unrolled bi-level update: use --algorithm darts --level bi")
+        positive = ("cells", "channels", "stem_multiplier", "batch_size", "lr", "temperature")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                self._fail(name, "must be positive")
+        non_negative = ("epochs", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
+                        "arch_weight_decay", "alpha_init", "probe_batches", "noise", "shift", "logit_scale")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                self._fail(name, "must not be negative")
+        if not 0 <= self.arch_beta1 < 1:
+            self._fail("arch_beta1", "must be in [0, 1)")
+        if not 0 <= self.label_noise <= 1:
+            self._fail("label_noise", "must be a fraction in [0, 1]")
+        if self.train_size is not None and self.train_size < 1:
+            self._fail("train_size", "must be at least 1 (or None for the whole split)")
+        if self.temperature_min is not None and not 0 < self.temperature_min <= self.temperature:
+            self._fail("temperature_min", "must be in (0, temperature]")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            self._fail("device", "choose auto, cpu or cuda[:N]")
+        if self.network == "standard" and self.cells < 3:
+            self._fail("cells", "a standard network needs at least 3 cells (reductions at 1/3 and 2/3)")
+        self.intervention.validate(self.topology)
+
+    @property
+    def topology(self) -> Topology:
+        return parse_cell(self.cell)
+
+    @property
+    def alpha_updated_on(self) -> str | None:
+        if self.random_sample or not self.update_alpha:
+            return None
+        return "heldout" if self.level == "bi" else "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; valid fields are {', '.join(sorted(known))}")
+        d = dict(d)
+        if isinstance(d.get("intervention"), dict):
+            d["intervention"] = Intervention(**d["intervention"])
+        return cls(**d)
+
+    def replace(self, **changes) -> "SearchConfig":
+        return self.from_dict({**self.to_dict(), **changes}) if changes else self
+
+    def key(self) -> str:
+        """A short hash of the config's result-relevant fields (device excluded:
+        runs are identical on CPU; a cache hit from GPU is accepted)."""
+        d = self.to_dict()
+        d.pop("device")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)

@@ -1,0 +1,114 @@
+"""The DARTS candidate operations.
+
+Every parametric op is a ReLU-Conv-BN stack and every pooling op is followed by
+BN, with ``affine=False`` during search (as in DARTS). Because each op ends in a
+BN with batch statistics, its output does not change when its input is scaled:
+the book's scale-invariance argument rests on this.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+OPS = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+NONE = 0
+PARAMETRIC = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+
+
+def op_index(name: str) -> int:
+    """Index of an op name, with an error that lists the valid names."""
+    try:
+        return OPS.index(name)
+    except ValueError:
+        raise ValueError(f"unknown op {name!r}; valid ops are {', '.join(OPS)}") from None
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in, c_out, kernel, stride, padding, affine):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    def __init__(self, c_in, c_out, kernel, stride, padding, dilation, affine):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked depthwise-separable convolutions, as in DARTS."""
+
+    def __init__(self, c_in, c_out, kernel, stride, padding, affine):
+        super().__init__(
+            DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
+            DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
+        )
+
+
+class Zero(nn.Module):
+    def __init__(self, stride):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        x = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        return x.mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset 1x1 convs (DARTS' skip in reduction cells)."""
+
+    def __init__(self, c_in, c_out, affine):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x):
+        x = self.relu(x)
+        y = x[:, :, 1:, 1:] if x.shape[-1] > 1 else x
+        a, b = self.conv1(x), self.conv2(y)
+        if b.shape[-2:] != a.shape[-2:]:
+            b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
+        return self.bn(torch.cat([a, b], dim=1))
+
+
+def make_op(name: str, channels: int, stride: int, affine: bool = False) -> nn.Module:
+    """Build one candidate op mapping ``channels`` to ``channels`` maps."""
+    c = channels
+    if name == "none":
+        return Zero(stride)
+    if name == "max_pool_3x3":
+        return nn.Sequential(nn.MaxPool2d(3, stride=stride, padding=1), nn.BatchNorm2d(c, affine=affine))
+    if name == "avg_pool_3x3":
+        pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        return nn.Sequential(pool, nn.BatchNorm2d(c, affine=affine))
+    if name == "skip_connect":
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
+    if name == "sep_conv_3x3":
+        return SepConv(c, c, 3, stride, 1, affine)
+    if name == "sep_conv_5x5":
+        return SepConv(c, c, 5, stride, 2, affine)
+    if name == "dil_conv_3x3":
+        return DilConv(c, c, 3, stride, 2, 2, affine)
+    if name == "dil_conv_5x5":
+        return DilConv(c, c, 5, stride, 4, 2, affine)
+    op_index(name)  # raises with the list of valid names
+    raise AssertionError(name)

@@ -1,0 +1,330 @@
+"""The search loop: one supernet, one relaxation, single- or bi-level updates,
+and the cost instrumentation that every step gets for free.
+
+Each step draws Z from the relaxation, gives every cell its own leaf copy of Z,
+runs forward and backward once, and reads the cost dL/dZ off the leaves' .grad.
+The weights' gradient comes from the same backward pass; alpha's gradient is
+the relaxation's rule applied to the cost summed over the cells sharing alpha.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as datasets
+from .config import SearchConfig
+from .cost import CostStats, OutputCostStats
+from .ops import NONE, OPS
+from .relax import Darts, probabilities, relaxation
+from .space import derive, derive_darts, selected_edges, width_depth
+from .supernet import Network
+
+
+@contextlib.contextmanager
+def kept_buffers(net: torch.nn.Module):
+    """Run with BN in train mode (batch statistics) and restore the running
+    statistics afterwards, so that measuring changes nothing."""
+    saved = {k: b.clone() for k, b in net.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, b in net.named_buffers():
+                b.copy_(saved[k])
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """The random stream of one epoch: fixed by (seed, epoch), so a resumed run
+    draws exactly what an uninterrupted one would."""
+    return torch.Generator().manual_seed(1_000_003 * seed + 7919 * epoch + stream)
+
+
+class Search:
+    def __init__(self, config: SearchConfig, splits: datasets.Splits | None = None):
+        self.config = config
+        self.topology = config.topology
+        self.device = config.resolved_device()
+        splits = splits if splits is not None else datasets.load(config)
+        self.splits = splits.to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.net = Network(self.topology, config.cells, config.channels, splits.in_channels,
+                               splits.n_classes, config.network, config.stem_multiplier, config.logit_scale)
+            g = torch.Generator().manual_seed(config.seed)
+            shape = (self.topology.n_edges, len(OPS))
+            self.alpha = {t: torch.nn.Parameter(config.alpha_init * torch.randn(shape, generator=g))
+                          for t in self.net.types}
+        self.net.to(self.device)
+        for a in self.alpha.values():
+            a.data = a.data.to(self.device)
+        self.types = self.net.types
+        self.allowed = {t: config.intervention.allowed(self.topology.n_edges).to(self.device) for t in self.types}
+        self.relax = relaxation(config.algorithm, config.dsnas_estimator, config.random_sample)
+        self.w_opt = torch.optim.SGD(self.net.parameters(), lr=config.lr, momentum=config.momentum,
+                                     weight_decay=config.weight_decay)
+        self.a_opt = torch.optim.Adam(self.alpha.values(), lr=config.arch_lr, betas=(config.arch_beta1, 0.999),
+                                      weight_decay=config.arch_weight_decay)
+        # position of each network cell within its type, to lay costs out in network order
+        seen = {t: 0 for t in self.types}
+        self.cell_index = []
+        for t in self.net.cell_types:
+            self.cell_index.append((t, seen[t]))
+            seen[t] += 1
+        self.epoch = 0
+
+    # ---- schedules -------------------------------------------------------------
+    def lr_at(self, epoch: int) -> float:
+        c = self.config
+        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * epoch / max(c.epochs, 1)))
+
+    def temperature_at(self, epoch: int) -> float:
+        c = self.config
+        if c.temperature_min is None or c.epochs <= 1:
+            return c.temperature
+        return c.temperature * (c.temperature_min / c.temperature) ** (epoch / (c.epochs - 1))
+
+    # ---- one forward / backward ------------------------------------------------
+    def draw(self, generator, temperature=None, relax=None):
+        relax = relax or self.relax
+        temperature = temperature if temperature is not None else self.temperature_at(self.epoch)
+        return {t: relax.sample(self.alpha[t], self.allowed[t], generator, temperature) for t in self.types}
+
+    def forward(self, x, samples):
+        """Logits and the per-cell leaf copies of Z whose .grad will be the cost."""
+        z = {t: s.z.detach().unsqueeze(0).expand(self.net.count(t), -1, -1).clone().requires_grad_()
+             for t, s in samples.items()}
+        logits = self.net(x, z, {t: s.active for t, s in samples.items()})
+        return logits, z
+
+    def costs(self, z, samples):
+        """Cost per (cell in network order, edge, op) and which entries were computed.
+        ``none`` counts as computed (with cost exactly 0) whenever its Z is positive."""
+        per_type = {t: z[t].grad.detach().double().cpu().numpy() for t in z}
+        computed = {}
+        for t, s in samples.items():
+            m = np.zeros(s.z.shape, dtype=bool)
+            for e, ops in enumerate(s.active):
+                m[e, ops] = True
+            m[:, NONE] = s.z[:, NONE].detach().cpu().numpy() > 0
+            computed[t] = m
+        cost = np.stack([per_type[t][i] for t, i in self.cell_index])
+        mask = np.stack([computed[t] for t, _ in self.cell_index])
+        return cost, mask
+
+    def _alpha_step(self, samples, cost_by_type):
+        self.a_opt.zero_grad(set_to_none=True)
+        loss = sum(samples[t].alpha_loss(cost_by_type[t]) for t in self.types)
+        loss.backward()
+        self.a_opt.step()
+
+    def _weight_step(self):
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        self.w_opt.step()
+
+    def _record(self, stats, outs, split, logits, y, z, samples):
+        if outs is not None:
+            outs[split].add(logits.detach(), y)
+        if stats is not None and self.config.record_costs:
+            stats[split].add(*self.costs(z, samples))
+
+    def train_step(self, x, y, generator, stats=None, outs=None, update_weights=True, update_alpha=True):
+        """Single-level step: one backward gives both the weights' and alpha's gradients."""
+        samples = self.draw(generator)
+        self.net.zero_grad(set_to_none=True)
+        logits, z = self.forward(x, samples)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        self._record(stats, outs, "train", logits, y, z, samples)
+        if update_alpha:
+            self._alpha_step(samples, {t: z[t].grad.sum(0) for t in z})
+        if update_weights:
+            self._weight_step()
+        return loss.item()
+
+    def heldout_alpha_step(self, x, y, generator, stats=None, outs=None, train_batch=None):
+        """Bi-level: alpha moves along the cost measured on held-out data
+        (first order), or DARTS' unrolled estimate (second order)."""
+        samples = self.draw(generator)
+        if self.config.order == 2:
+            with kept_buffers(self.net):
+                cost_v, logits, z = self._unrolled_cost(x, y, *train_batch, samples)
+        else:
+            self.net.zero_grad(set_to_none=True)
+            logits, z = self.forward(x, samples)
+            F.cross_entropy(logits, y).backward()
+            cost_v = {t: z[t].grad.sum(0) for t in z}
+        self._record(stats, outs, "heldout", logits, y, z, samples)
+        self._alpha_step(samples, cost_v)
+        self.net.zero_grad(set_to_none=True)
+
+    def _unrolled_cost(self, xv, yv, xt, yt, samples):
+        """DARTS' second-order alpha signal, expressed as a cost:
+        C_val(w') - eta * [C_train(w+) - C_train(w-)] / (2 eps), where
+        w' = w - eta * grad_w L_train and w+- = w +- eps * grad_w' L_val(w')."""
+        eta, wd = self.lr_at(self.epoch), self.config.weight_decay
+        params = [p for p in self.net.parameters()]
+        saved = [p.detach().clone() for p in params]
+
+        def train_cost():
+            logits_t, z_t = self.forward(xt, samples)
+            return torch.autograd.grad(F.cross_entropy(logits_t, yt), [z_t[t] for t in self.types])
+
+        logits_t, _ = self.forward(xt, samples)
+        g = torch.autograd.grad(F.cross_entropy(logits_t, yt), params, allow_unused=True)
+        with torch.no_grad():
+            for p, gi in zip(params, g):
+                if gi is not None:
+                    p.sub_(eta * (gi + wd * p))
+        logits, z = self.forward(xv, samples)
+        grads = torch.autograd.grad(F.cross_entropy(logits, yv), params + [z[t] for t in self.types],
+                                    allow_unused=True)
+        dw, dz = grads[: len(params)], grads[len(params):]
+        for t, gz in zip(self.types, dz):
+            z[t].grad = gz
+        norm = torch.sqrt(sum((d**2).sum() for d in dw if d is not None))
+        eps = 0.01 / (norm.item() + 1e-12)
+        with torch.no_grad():
+            for p, s, d in zip(params, saved, dw):
+                p.copy_(s if d is None else s + eps * d)
+        plus = train_cost()
+        with torch.no_grad():
+            for p, s, d in zip(params, saved, dw):
+                p.copy_(s if d is None else s - eps * d)
+        minus = train_cost()
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        cost = {t: (dz[i] - eta * (plus[i] - minus[i]) / (2 * eps)).sum(0) for i, t in enumerate(self.types)}
+        return cost, logits, z
+
+    # ---- measuring without learning --------------------------------------------
+    def probe(self, n_batches: int, generator) -> tuple[dict, dict]:
+        """All ops' costs at the current alpha (Z = softmax(alpha), every allowed op
+        runs) on ``n_batches`` train and held-out batches, BN in train mode; nothing
+        is updated (BN running statistics are restored afterwards)."""
+        splits = ("probe_train", "probe_heldout")
+        stats, outs = self._new_stats(splits), self._new_outs(splits)
+        with kept_buffers(self.net):
+            self._probe(n_batches, generator, stats, outs)
+        self.net.zero_grad(set_to_none=True)
+        return stats, outs
+
+    def _probe(self, n_batches, generator, stats, outs):
+        s = self.splits
+        for split, (x_all, y_all) in (("probe_train", (s.train_x, s.train_y)),
+                                      ("probe_heldout", (s.heldout_x, s.heldout_y))):
+            done = 0
+            while done < n_batches:
+                for x, y in datasets.batches(x_all, y_all, self.config.batch_size, generator):
+                    samples = self.draw(generator, relax=Darts())
+                    self.net.zero_grad(set_to_none=True)
+                    logits, z = self.forward(x, samples)
+                    F.cross_entropy(logits, y).backward()
+                    outs[split].add(logits.detach(), y)
+                    stats[split].add(*self.costs(z, samples))
+                    done += 1
+                    if done == n_batches:
+                        break
+
+    @torch.no_grad()
+    def evaluate(self, generator) -> OutputCostStats:
+        """Held-out output cost and accuracy, Z drawn as in training, BN with batch
+        statistics as in training and in the cost measurements (with few steps per
+        epoch the running statistics lag far behind the weights)."""
+        outs = OutputCostStats()
+        with kept_buffers(self.net):
+            self._evaluate(generator, outs)
+        return outs
+
+    def _evaluate(self, generator, outs):
+        for x, y in datasets.batches(self.splits.heldout_x, self.splits.heldout_y, 256, generator):
+            samples = self.draw(generator)
+            z = {t: s.z.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, s in samples.items()}
+            logits = self.net(x, z, {t: s.active for t, s in samples.items()})
+            outs.add(logits, y)
+
+    # ---- one epoch -------------------------------------------------------------
+    def _new_stats(self, splits):
+        return {s: CostStats(len(self.cell_index), self.topology.n_edges, len(OPS)) for s in splits}
+
+    def _new_outs(self, splits):
+        return {s: OutputCostStats() for s in splits}
+
+    def run_epoch(self) -> dict:
+        """Train one epoch and return its history record."""
+        c, start = self.config, time.perf_counter()
+        lr = self.lr_at(self.epoch)
+        for group in self.w_opt.param_groups:
+            group["lr"] = lr
+        g = epoch_generator(c.seed, self.epoch)
+        stats, outs = self._new_stats(("train", "heldout")), self._new_outs(("train",))
+        update_alpha = c.alpha_updated_on is not None
+        s = self.splits
+        self.net.train()
+        if c.level == "bi":
+            held = list(datasets.batches(s.heldout_x, s.heldout_y, c.batch_size, g))
+        for i, (x, y) in enumerate(datasets.batches(s.train_x, s.train_y, c.batch_size, g)):
+            if c.level == "bi" and update_alpha:
+                xv, yv = held[i % len(held)]
+                self.heldout_alpha_step(xv, yv, g, stats, None, train_batch=(x, y))
+            self.train_step(x, y, g, stats, outs, update_weights=c.update_weights,
+                            update_alpha=update_alpha and c.level == "single")
+        cost = {k: v.summary() for k, v in stats.items() if v.count.any()}
+        output = {k: v.summary() for k, v in outs.items()}
+        output["heldout"] = self.evaluate(g).summary()
+        if c.probe_batches:
+            pstats, pouts = self.probe(c.probe_batches, epoch_generator(c.seed, self.epoch, stream=1))
+            cost.update({k: v.summary() for k, v in pstats.items()})
+            output.update({k: v.summary() for k, v in pouts.items()})
+        self.epoch += 1
+        return {
+            "epoch": self.epoch,
+            **self.architecture(),
+            "cost": cost,
+            "output_cost": output,
+            "train_acc": output["train"]["accuracy"],
+            "train_loss": output["train"]["loss"],
+            "heldout_acc": output["heldout"]["accuracy"],
+            "heldout_loss": output["heldout"]["loss"],
+            "lr": lr,
+            "temperature": self.temperature_at(self.epoch - 1),
+            "seconds": time.perf_counter() - start,
+        }
+
+    def architecture(self) -> dict:
+        """alpha, p, the derived cells (``none`` counted, and DARTS' top-2) and
+        their wiring metrics, per cell type."""
+        rec = {k: {} for k in ("alpha", "probs", "p_none", "derived", "derived_darts",
+                               "selected_edges", "n_selected", "width", "depth")}
+        for t in self.types:
+            allowed = self.allowed[t].cpu().numpy()
+            p = probabilities(self.alpha[t].detach(), self.allowed[t]).double().cpu().numpy()
+            derived = derive(p, allowed)
+            rec["alpha"][t] = np.round(self.alpha[t].detach().double().cpu().numpy(), 6).tolist()
+            rec["probs"][t] = np.round(p, 6).tolist()
+            rec["p_none"][t] = np.round(p[:, NONE], 6).tolist()
+            rec["derived"][t] = derived
+            rec["derived_darts"][t] = derive_darts(p, self.topology, allowed)
+            rec["selected_edges"][t] = selected_edges(derived)
+            rec["n_selected"][t] = len(rec["selected_edges"][t])
+            rec["width"][t], rec["depth"][t] = width_depth(derived, self.topology)
+        return rec
+
+    # ---- checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "net": self.net.state_dict(),
+                "alpha": {t: a.detach().cpu() for t, a in self.alpha.items()},
+                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+
+    def load_state_dict(self, state: dict):
+        self.epoch = state["epoch"]
+        self.net.load_state_dict(state["net"])
+        for t, a in state["alpha"].items():
+            self.alpha[t].data.copy_(a.to(self.device))
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])

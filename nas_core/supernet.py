@@ -1,0 +1,114 @@
+"""The supernet: cells and networks whose forward pass takes the op weights Z
+explicitly, so that the gradient of the loss w.r.t. Z is the cost of each op.
+
+``Z[cell_type]`` has shape (cells of that type, edges, ops): every cell has its
+own copy, so the backward pass gives per-cell costs. ``active[cell_type][e]``
+lists the ops that run on edge e; an op not listed is not computed at all (its
+Z entry must be 0), which is how DSNAS runs only the sampled op and how a
+deleted edge never computes.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
+from .space import Topology
+
+
+class MixedEdge(nn.Module):
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.ops = nn.ModuleList(make_op(name, channels, stride) for name in OPS)
+
+    def forward(self, x, z, active):
+        out = None
+        for k in active:
+            y = z[k] * self.ops[k](x)
+            out = y if out is None else out + y
+        return out
+
+
+class Cell(nn.Module):
+    def __init__(self, topology: Topology, c_pp, c_p, c, reduction, reduction_prev):
+        super().__init__()
+        self.topology = topology
+        self.reduction = reduction
+        self.channels = c
+        self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, False)
+        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, False)
+        self.edges = nn.ModuleList(
+            MixedEdge(c, 2 if reduction and i < 2 else 1) for i, _ in topology.edges
+        )
+
+    def forward(self, s0, s1, z, active):
+        states = [self.pre0(s0), self.pre1(s1)]
+        n, _, h, w = states[1].shape
+        if self.reduction:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        for j in range(2, 2 + self.topology.steps):
+            node = None
+            for e, (i, t) in enumerate(self.topology.edges):
+                if t != j or not active[e]:
+                    continue
+                y = self.edges[e](states[i], z[e], active[e])
+                node = y if node is None else node + y
+            if node is None:  # every incoming edge is `none`: the node is zero
+                node = states[1].new_zeros(n, self.channels, h, w)
+            states.append(node)
+        return torch.cat([states[j] for j in self.topology.output_nodes], dim=1)
+
+
+class Network(nn.Module):
+    """``all_normal``: the authors' analysis network (no reduction cells).
+    ``standard``: DARTS' network, reduction cells at 1/3 and 2/3 of the depth.
+    Both end in global average pooling and a bias-free linear classifier whose
+    initial weights are multiplied by ``logit_scale``."""
+
+    def __init__(self, topology: Topology, n_cells: int, channels: int, in_channels: int, n_classes: int,
+                 network: str = "all_normal", stem_multiplier: int = 3, logit_scale: float = 1.0):
+        super().__init__()
+        self.topology = topology
+        c_stem = channels * stem_multiplier
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        reductions = {n_cells // 3, 2 * n_cells // 3} if network == "standard" else set()
+        c_pp, c_p, c = c_stem, c_stem, channels
+        self.cells = nn.ModuleList()
+        self.cell_types: list[str] = []
+        reduction_prev = False
+        for idx in range(n_cells):
+            reduction = idx in reductions
+            if reduction:
+                c *= 2
+            self.cells.append(Cell(topology, c_pp, c_p, c, reduction, reduction_prev))
+            self.cell_types.append("reduce" if reduction else "normal")
+            reduction_prev = reduction
+            c_pp, c_p = c_p, topology.multiplier * c
+        self.classifier = nn.Linear(c_p, n_classes, bias=False)
+        with torch.no_grad():
+            self.classifier.weight.mul_(logit_scale)
+
+    @property
+    def types(self) -> list[str]:
+        """The cell types present, each with its own alpha."""
+        return sorted(set(self.cell_types), key=["normal", "reduce"].index)
+
+    def count(self, cell_type: str) -> int:
+        return self.cell_types.count(cell_type)
+
+    def weights(self):
+        return self.parameters()
+
+    def features(self, x, z, active):
+        s0 = s1 = self.stem(x)
+        seen = {t: 0 for t in self.types}
+        for cell, t in zip(self.cells, self.cell_types):
+            s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t])
+            seen[t] += 1
+        return s1.mean(dim=(2, 3))
+
+    def forward(self, x, z, active):
+        return self.classifier(self.features(x, z, active))
