@@ -1,0 +1,140 @@
+"""Command line: ``python -m nas_core {search,show,stats,sweep}``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+import warnings
+
+import numpy as np
+
+from . import presets
+from .config import Intervention, SearchConfig
+from .history import RunError, load, run
+from .patterns import statistics
+
+_SPECIAL = {"intervention"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(p: argparse.ArgumentParser):
+    """One flag per config field, defaulting to None so that only the flags
+    given override a preset or the defaults."""
+    hints = typing.get_type_hints(SearchConfig)
+    for f in dataclasses.fields(SearchConfig):
+        if f.name in _SPECIAL:
+            continue
+        hint = hints[f.name]
+        if hint is bool:
+            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+            continue
+        base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+        p.add_argument(_flag(f.name), type=base, default=None, metavar=base.__name__.upper(),
+                       help=f"default: {f.default if f.default is not dataclasses.MISSING else '...'}")
+    p.add_argument("--delete-edges", default=None, metavar="E,E", help="edges forced to none, e.g. 0,2")
+    p.add_argument("--fix-op", action="append", default=None, metavar="E=OP", help="fix an op on an edge, e.g. 1=sep_conv_3x3")
+    p.add_argument("--exclude-op", action="append", default=None, metavar="E=OP[+OP]",
+                   help="exclude ops on an edge, e.g. 4=skip_connect+max_pool_3x3")
+
+
+def config_from_args(args) -> SearchConfig:
+    fields = {f.name for f in dataclasses.fields(SearchConfig)} - _SPECIAL
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    base = presets.PRESETS[args.preset] if args.preset else {}
+    d = {**base, **given}
+    if args.delete_edges or args.fix_op or args.exclude_op:
+        try:
+            d["intervention"] = Intervention(
+                delete_edges=[int(e) for e in args.delete_edges.split(",")] if args.delete_edges else (),
+                fix=[tuple(x.split("=", 1)) for x in args.fix_op or []],
+                exclude=[(e, ops.split("+")) for e, ops in (x.split("=", 1) for x in args.exclude_op or [])],
+            )
+        except ValueError as err:
+            raise ValueError(f"bad intervention flag: {err} (expected --delete-edges 0,2 --fix-op 1=OP "
+                             f"--exclude-op 4=OP[+OP])") from None
+    return SearchConfig.from_dict(d)
+
+
+def _abbrev(op: str) -> str:
+    return {"none": "-", "max_pool_3x3": "max", "avg_pool_3x3": "avg", "skip_connect": "skip",
+            "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5"}[op]
+
+
+def show(path, out=sys.stdout):
+    """A readable summary of a run: derived cell per epoch, selected edges, costs."""
+    h = load(path)
+    c = h.config
+    top = c.topology
+    print(f"{path}: {c.algorithm} level={c.level} order={c.order} cell={c.cell} cells={c.cells} "
+          f"C={c.channels} data={c.data} seed={c.seed}; {len(h)}/{c.epochs} epochs", file=out)
+    print("edges: " + ", ".join(top.edge_name(e) for e in range(top.n_edges)), file=out)
+    for t in (h.records[0]["derived"] if h.records else {}):
+        print(f"\n[{t} cells]  derived cell with `none` counted ('-' = none); mean train cost per edge "
+              f"(all ops computed that epoch)", file=out)
+        print(f"{'epoch':>5} {'derived':<{7 * top.n_edges}} {'#sel':>4} {'p(none)':>7} {'train':>6} {'held':>6}  cost",
+              file=out)
+        cells = [i for i, ct in enumerate(_cell_types(c)) if ct == t]
+        for r in h.records:
+            derived = " ".join(f"{_abbrev(op):<6}" for op in r["derived"][t])
+            costs = ""
+            if "train" in r["cost"]:
+                mean = np.array(r["cost"]["train"]["mean"], dtype=float)[cells]
+                with warnings.catch_warnings():  # an edge none of whose ops ran has no cost
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    per_edge = np.nanmean(np.nanmean(mean, axis=0), axis=-1)
+                costs = " ".join(f"{v:+.3f}" for v in per_edge)
+            print(f"{r['epoch']:>5} {derived} {r['n_selected'][t]:>4} {np.mean(r['p_none'][t]):>7.3f} "
+                  f"{r['train_acc']:>6.3f} {r['heldout_acc']:>6.3f}  {costs}", file=out)
+
+
+def _cell_types(c: SearchConfig) -> list[str]:
+    if c.network != "standard":
+        return ["normal"] * c.cells
+    red = {c.cells // 3, 2 * c.cells // 3}
+    return ["reduce" if i in red else "normal" for i in range(c.cells)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m nas_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ps = sub.add_parser("search", help="run (or resume) one search")
+    ps.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
+                    help="calibrated CPU defaults; other flags override them")
+    ps.add_argument("--out", default=None, help="run directory (default: the run cache, keyed by the config)")
+    ps.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
+    ps.add_argument("--no-progress", action="store_true")
+    _add_config_flags(ps)
+    sh = sub.add_parser("show", help="summarise a run directory")
+    sh.add_argument("run_dir")
+    st = sub.add_parser("stats", help="print a run's pattern statistics as JSON")
+    st.add_argument("run_dir")
+    st.add_argument("--cell-type", default="normal")
+    sw = sub.add_parser("sweep", help="run a grid of trials (see nas_core.sweep)")
+    sw.add_argument("target", help="a notebook path, or 'search'")
+    sw.add_argument("--grid", required=True)
+    sw.add_argument("--seeds", default="0")
+    sw.add_argument("--out", required=True)
+    sw.add_argument("--workers", type=int, default=1)
+    sw.add_argument("--backend", choices=("local", "ray"), default="local")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "search":
+            h = run(config_from_args(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+            print(f"{h.path}: {len(h)} epochs; final derived cell {h.last['derived']}")
+        elif args.command == "show":
+            show(args.run_dir)
+        elif args.command == "stats":
+            print(json.dumps(statistics(load(args.run_dir), args.cell_type), indent=1))
+        elif args.command == "sweep":
+            from .sweep import main as sweep_main
+
+            return sweep_main(args)
+    except (ValueError, RunError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

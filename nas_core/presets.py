@@ -1,0 +1,38 @@
+"""Named run settings: the CPU defaults chosen by the calibration study (see
+the book's chapter on scale and calibration, and ``sweeps/``), and the paper's
+CIFAR-10 settings. Any explicitly given field overrides a preset."""
+from __future__ import annotations
+
+from .config import SearchConfig
+
+# A larger initial logit scale makes the initial output cost (loss - entropy)
+# positive and large, so that every op starts with positive cost: see STUDY §7.
+_CPU = dict(data="digits", cells=4, channels=8, batch_size=64)
+
+PRESETS: dict[str, dict] = {
+    "growing": dict(_CPU, algorithm="dsnas", logit_scale=20.0, arch_lr=3e-2, epochs=80),
+    "width": dict(_CPU, algorithm="dsnas", logit_scale=20.0, arch_lr=3e-2, epochs=80),
+    "bilevel": dict(_CPU, algorithm="darts", level="bi", train_size=256, label_noise=0.5, arch_lr=3e-3, epochs=100),
+    "bilevel-control": dict(_CPU, algorithm="darts", level="single", train_size=256, label_noise=0.5, arch_lr=3e-3,
+                            epochs=100),
+}
+
+# The paper's analysis settings (CIFAR-10, GPU); see the authors' code.
+PAPER = {
+    "growing": dict(data="cifar10", algorithm="dsnas", cells=8, channels=16, batch_size=96, epochs=150, arch_lr=3e-4),
+    "width": dict(data="cifar10", algorithm="dsnas", cells=8, channels=16, batch_size=96, epochs=150, arch_lr=3e-4),
+    "bilevel": dict(data="cifar10", algorithm="darts", level="bi", cells=8, channels=16, batch_size=64, epochs=50,
+                    arch_lr=3e-4),
+    "bilevel-control": dict(data="cifar10", algorithm="darts", level="single", cells=8, channels=16, batch_size=64,
+                            epochs=50, arch_lr=3e-4),
+}
+
+
+def preset(name: str, profile: str = "cpu", **overrides) -> SearchConfig:
+    """The config of a named preset (``profile`` cpu or paper), with overrides."""
+    table = {"cpu": PRESETS, "paper": PAPER}.get(profile)
+    if table is None:
+        raise ValueError(f"unknown profile {profile!r}; choose cpu or paper")
+    if name not in table:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(table)}")
+    return SearchConfig.from_dict({**table[name], **overrides})
