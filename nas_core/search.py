@@ -101,6 +101,15 @@ class Search:
         logits = self.net(x, z, {t: s.active for t, s in samples.items()})
         return logits, z
 
+    @staticmethod
+    def backward(loss, z):
+        """Backward pass; afterwards every z[t].grad is the cost (zeros where Z did
+        not reach the loss at all, e.g. when every edge of a cell drew ``none``)."""
+        loss.backward()
+        for leaf in z.values():
+            if leaf.grad is None:
+                leaf.grad = torch.zeros_like(leaf)
+
     def costs(self, z, samples):
         """Cost per (cell in network order, edge, op) and which entries were computed.
         ``none`` counts as computed (with cost exactly 0) whenever its Z is positive."""
@@ -138,7 +147,7 @@ class Search:
         self.net.zero_grad(set_to_none=True)
         logits, z = self.forward(x, samples)
         loss = F.cross_entropy(logits, y)
-        loss.backward()
+        self.backward(loss, z)
         self._record(stats, outs, "train", logits, y, z, samples)
         if update_alpha:
             self._alpha_step(samples, {t: z[t].grad.sum(0) for t in z})
@@ -156,7 +165,7 @@ class Search:
         else:
             self.net.zero_grad(set_to_none=True)
             logits, z = self.forward(x, samples)
-            F.cross_entropy(logits, y).backward()
+            self.backward(F.cross_entropy(logits, y), z)
             cost_v = {t: z[t].grad.sum(0) for t in z}
         self._record(stats, outs, "heldout", logits, y, z, samples)
         self._alpha_step(samples, cost_v)
@@ -172,7 +181,8 @@ class Search:
 
         def train_cost():
             logits_t, z_t = self.forward(xt, samples)
-            return torch.autograd.grad(F.cross_entropy(logits_t, yt), [z_t[t] for t in self.types])
+            grads = torch.autograd.grad(F.cross_entropy(logits_t, yt), [z_t[t] for t in self.types], allow_unused=True)
+            return [torch.zeros_like(z_t[t]) if g is None else g for t, g in zip(self.types, grads)]
 
         logits_t, _ = self.forward(xt, samples)
         g = torch.autograd.grad(F.cross_entropy(logits_t, yt), params, allow_unused=True)
@@ -183,7 +193,8 @@ class Search:
         logits, z = self.forward(xv, samples)
         grads = torch.autograd.grad(F.cross_entropy(logits, yv), params + [z[t] for t in self.types],
                                     allow_unused=True)
-        dw, dz = grads[: len(params)], grads[len(params):]
+        dw = grads[: len(params)]
+        dz = [torch.zeros_like(z[t]) if g is None else g for t, g in zip(self.types, grads[len(params):])]
         for t, gz in zip(self.types, dz):
             z[t].grad = gz
         norm = torch.sqrt(sum((d**2).sum() for d in dw if d is not None))
@@ -224,7 +235,7 @@ class Search:
                     samples = self.draw(generator, relax=Darts())
                     self.net.zero_grad(set_to_none=True)
                     logits, z = self.forward(x, samples)
-                    F.cross_entropy(logits, y).backward()
+                    self.backward(F.cross_entropy(logits, y), z)
                     outs[split].add(logits.detach(), y)
                     stats[split].add(*self.costs(z, samples))
                     done += 1
