@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -143,7 +144,24 @@ class SearchConfig:
     def __post_init__(self):
         if isinstance(self.intervention, dict):
             object.__setattr__(self, "intervention", Intervention(**self.intervention))
+        self._coerce()
         self.validate()
+
+    def _coerce(self):
+        """Give numeric fields their declared type (10 -> 10.0 for a float), so that
+        equal configs have equal keys whatever the source (CLI, YAML, papermill)."""
+        for name, hint in typing.get_type_hints(SearchConfig).items():
+            value = getattr(self, name)
+            base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+            if value is None or base not in (int, float) or isinstance(value, bool):
+                continue
+            try:
+                converted = base(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid {name}={value!r}: must be a number ({base.__name__})") from None
+            if base is int and converted != value:
+                raise ValueError(f"invalid {name}={value!r}: must be a whole number")
+            object.__setattr__(self, name, converted)
 
     def _fail(self, name, message):
         raise ValueError(f"invalid {name}={getattr(self, name)!r}: {message}")
