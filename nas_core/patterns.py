@@ -87,8 +87,68 @@ def bilevel(h: History, cell_type: str = "normal") -> dict:
 PATTERNS = {"growing": growing, "width": width, "bilevel": bilevel}
 
 
+# What the calibration study found at CPU scale, where the paper's statistic
+# above does not hold. Each is weaker than the paper's claim and says so; the
+# book reports both.
+
+def empty_phase(h: History, cell_type: str = "normal") -> dict:
+    """The first half of growing: the cell empties to <= 1/4 of its edges within
+    the first third of the epochs, and at least one edge is added again later."""
+    frac = _fractions(h, cell_type)
+    early = frac[: max(1, math.ceil(len(frac) / 3))]
+    n = h.config.topology.n_edges
+    readded = round((frac[-1] - early.min()) * n)
+    return {"early_min_fraction": float(early.min()), "final_fraction": float(frac[-1]), "edges_readded": readded,
+            "holds": bool(early.min() <= GROWING_EARLY_MAX and readded >= 1)}
+
+
+def deep_avoided(h: History, cell_type: str = "normal") -> dict:
+    """The depth half of width: some edge is selected but none between
+    intermediate nodes. ``chance`` is the probability that a random cell with as
+    many edges avoids them too."""
+    top = h.config.topology
+    sel = h.last["selected_edges"][cell_type]
+    k, n, deep = len(sel), top.n_edges, len(top.deep_edges)
+    chance = math.comb(n - deep, k) / math.comb(n, k) if k else 1.0
+    return {"selected": k, "deep_edges_selected": sum(e in top.deep_edges for e in sel), "chance": chance,
+            "holds": bool(k >= 1 and not any(e in top.deep_edges for e in sel))}
+
+
+def pruning(bi: History, control: History, cell_type: str = "normal") -> dict:
+    """Bi-level optimisation removes edges that single-level optimisation on the
+    same data keeps: the bi-level run ends with fewer edges than its control,
+    at most half of them, while its mean p(none) rose."""
+    fb, fc = _fractions(bi, cell_type), _fractions(control, cell_type)
+    p_none = [float(np.mean(p)) for p in bi.series("p_none", cell_type)]
+    return {"bilevel_final_fraction": float(fb[-1]), "control_final_fraction": float(fc[-1]),
+            "p_none_first": p_none[0], "p_none_final": p_none[-1],
+            "holds": bool(fb[-1] <= 0.5 and fb[-1] < fc[-1] and p_none[-1] > p_none[0])}
+
+
 def statistics(h: History, cell_type: str = "normal") -> dict:
     """Every pattern's statistic for one run."""
     if not h.records:
         raise ValueError(f"{h.path}: the run has no finished epoch yet")
     return {name: fn(h, cell_type) for name, fn in PATTERNS.items()}
+
+
+def flatten(stats: dict) -> dict:
+    """{'growing': {'holds': True, ...}} -> {'growing.holds': True, ...} for tidy tables."""
+    return {f"{name}.{k}": v for name, d in stats.items() for k, v in d.items()}
+
+
+LEVERS = ("algorithm", "level", "cell", "cells", "channels", "batch_size", "epochs", "seed", "lr", "arch_lr",
+          "logit_scale", "train_size", "label_noise", "noise", "shift")
+
+
+def table(histories, cell_type: str = "normal"):
+    """One row per run: its levers, runtime and flattened pattern statistics."""
+    import pandas as pd
+
+    rows = []
+    for h in histories:
+        d = h.config.to_dict()
+        rows.append({**{k: d[k] for k in LEVERS}, "run": h.path.name if h.path else None,
+                     "epochs_done": len(h), "seconds": sum(r["seconds"] for r in h.records),
+                     **flatten(statistics(h, cell_type))})
+    return pd.DataFrame(rows)
