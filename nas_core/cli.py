@@ -125,7 +125,8 @@ def main(argv=None):
     try:
         if args.command == "search":
             h = run(config_from_args(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
-            print(f"{h.path}: {len(h)} epochs; final derived cell {h.last['derived']}")
+            final = f"; final derived cell {h.last['derived']}" if h.records else ""
+            print(f"{h.path}: {len(h)} epochs{final}")
         elif args.command == "show":
             show(args.run_dir)
         elif args.command == "stats":
