@@ -44,29 +44,45 @@ class Intervention:
     exclude: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "delete_edges", tuple(sorted(int(e) for e in self.delete_edges)))
-        object.__setattr__(self, "fix", _edge_map(self.fix))
-        object.__setattr__(
-            self, "exclude",
-            tuple((e, (v,) if isinstance(v, str) else v) for e, v in _edge_map(self.exclude)),
-        )
+        normalise = {
+            "delete_edges": lambda v: tuple(sorted(int(e) for e in v)),
+            "fix": _edge_map,
+            "exclude": lambda v: tuple((e, (o,) if isinstance(o, str) else o) for e, o in _edge_map(v)),
+        }
+        for name, fn in normalise.items():
+            try:
+                object.__setattr__(self, name, fn(getattr(self, name)))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"invalid intervention {name}={getattr(self, name)!r} ({err}); expected e.g. "
+                                 f"delete_edges=[0, 2], fix={{1: 'sep_conv_3x3'}}, exclude={{4: ['skip_connect']}}") from None
 
     def validate(self, topology: Topology):
         def check_edge(e, what):
             if not 0 <= e < topology.n_edges:
                 raise ValueError(f"{what}: edge {e} out of range; this cell has edges 0..{topology.n_edges - 1}")
 
+        def check_op(op, what, e):
+            try:
+                op_index(op)
+            except ValueError as err:
+                raise ValueError(f"{what}: edge {e}: {err}") from None
+
         for e in self.delete_edges:
             check_edge(e, "delete_edges")
+        for what, items in (("fix", self.fix), ("exclude", self.exclude)):
+            edges = [e for e, _ in items]
+            if len(set(edges)) < len(edges):
+                dup = sorted({e for e in edges if edges.count(e) > 1})
+                raise ValueError(f"{what}: edge {dup[0]} is listed more than once; give each edge once")
         for e, op in self.fix:
             check_edge(e, "fix")
-            op_index(op)
+            check_op(op, "fix", e)
             if e in self.delete_edges:
                 raise ValueError(f"edge {e} is both deleted and fixed to {op!r}; choose one")
         for e, ops in self.exclude:
             check_edge(e, "exclude")
             for op in ops:
-                op_index(op)
+                check_op(op, "exclude", e)
             if set(ops) >= set(OPS):
                 raise ValueError(f"exclude: edge {e} excludes every op; delete the edge instead")
             if dict(self.fix).get(e) in ops:
@@ -87,6 +103,21 @@ class Intervention:
         return mask
 
 
+def _intervention(value) -> Intervention:
+    """An Intervention, or one built from a dict (JSON, YAML, papermill) with its keys checked."""
+    if isinstance(value, Intervention):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"invalid intervention={value!r}: give an Intervention or a dict with keys "
+                         f"delete_edges, fix, exclude")
+    known = {f.name for f in fields(Intervention)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"unknown intervention field(s) {', '.join(map(str, unknown))}; valid fields are "
+                         f"{', '.join(sorted(known))}")
+    return Intervention(**value)
+
+
 def parse_cell(cell: str) -> Topology:
     """'minimal', 'full' or 'STEPS/MULTIPLIER' such as '3/3'."""
     if cell in CELLS:
@@ -95,7 +126,10 @@ def parse_cell(cell: str) -> Topology:
         steps, multiplier = (int(x) for x in cell.split("/"))
     except ValueError:
         raise ValueError(f"cell must be one of {', '.join(CELLS)} or 'STEPS/MULTIPLIER', got {cell!r}") from None
-    return Topology(steps, multiplier)
+    try:
+        return Topology(steps, multiplier)
+    except ValueError as err:
+        raise ValueError(f"invalid cell={cell!r}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -142,8 +176,7 @@ class SearchConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        if isinstance(self.intervention, dict):
-            object.__setattr__(self, "intervention", Intervention(**self.intervention))
+        object.__setattr__(self, "intervention", _intervention(self.intervention))
         self._coerce()
         self.validate()
 
@@ -153,8 +186,12 @@ class SearchConfig:
         for name, hint in typing.get_type_hints(SearchConfig).items():
             value = getattr(self, name)
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-            if value is None or base not in (int, float) or isinstance(value, bool):
+            if base is bool and not isinstance(value, bool):
+                raise ValueError(f"invalid {name}={value!r}: must be True or False")
+            if value is None or base not in (int, float):
                 continue
+            if isinstance(value, bool):
+                raise ValueError(f"invalid {name}={value!r}: must be a number ({base.__name__}), not a bool")
             try:
                 converted = base(value)
             except (TypeError, ValueError):
@@ -178,7 +215,7 @@ class SearchConfig:
             self._fail("order", "choose 1 or 2")
         if self.order == 2 and (self.algorithm != "darts" or self.level != "bi"):
             self._fail("order", "second order is DARTS' unrolled bi-level update: use --algorithm darts --level bi")
-        positive = ("cells", "channels", "stem_multiplier", "batch_size", "lr", "temperature")
+        positive = ("cells", "channels", "stem_multiplier", "lr", "temperature")
         for name in positive:
             if not getattr(self, name) > 0:
                 self._fail(name, "must be positive")
@@ -187,12 +224,14 @@ class SearchConfig:
         for name in non_negative:
             if getattr(self, name) < 0:
                 self._fail(name, "must not be negative")
+        if self.batch_size < 2:
+            self._fail("batch_size", "must be at least 2 (BatchNorm needs 2 samples; smaller batches are skipped)")
         if not 0 <= self.arch_beta1 < 1:
             self._fail("arch_beta1", "must be in [0, 1)")
         if not 0 <= self.label_noise <= 1:
             self._fail("label_noise", "must be a fraction in [0, 1]")
-        if self.train_size is not None and self.train_size < 1:
-            self._fail("train_size", "must be at least 1 (or None for the whole split)")
+        if self.train_size is not None and self.train_size < 2:
+            self._fail("train_size", "must be at least 2 (one batch for BatchNorm), or None for the whole split")
         if self.temperature_min is not None and not 0 < self.temperature_min <= self.temperature:
             self._fail("temperature_min", "must be in (0, temperature]")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -220,9 +259,6 @@ class SearchConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {', '.join(unknown)}; valid fields are {', '.join(sorted(known))}")
-        d = dict(d)
-        if isinstance(d.get("intervention"), dict):
-            d["intervention"] = Intervention(**d["intervention"])
         return cls(**d)
 
     def replace(self, **changes) -> "SearchConfig":
