@@ -14,7 +14,7 @@ HTML_MANAGER_VERSION := 1.0.15
 REQUIREJS_VERSION := 2.3.7
 JS_STAMP := node_modules/.setup-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)
 
-.PHONY: setup book test unit-nbval browser-test bench clean distclean
+.PHONY: setup book test unit-nbval browser-test bench calibrate clean distclean
 
 setup: $(SETUP_STAMP) $(JS_STAMP)
 
@@ -62,8 +62,11 @@ test: setup
 	$(BUILD_BOOK)
 	$(BROWSER_TEST)
 
+# Lax: a cell must run, and only cells starting with "# NBVAL_CHECK_OUTPUT" (stored
+# with their outputs; deterministic ones) have their outputs compared, after
+# tests/nbval_sanitize.cfg replaced plotly's random ids.
 UNIT_NBVAL = $(PY) -m pytest tests --ignore=tests/test_browser.py \
-    --nbval-lax --nbval-current-env book/*.ipynb
+    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg book/*.ipynb
 BROWSER_TEST = WIRING_NAS_BROWSER_TEST=required $(PY) -m pytest tests/test_browser.py
 
 unit-nbval: setup
@@ -75,6 +78,12 @@ browser-test: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# Reruns the calibration study from the sweep specs in sweeps/ (about an hour on
+# two cores when nothing is cached; finished runs in runs/ are reused) and
+# rewrites sweeps/calibration.csv, which the calibration chapter reads.
+calibrate: setup
+	$(PY) -m nas_core calibrate --specs sweeps --table sweeps/calibration.csv --workers 2
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

@@ -1,4 +1,4 @@
-"""Command line: ``python -m nas_core {search,show,stats,sweep}``."""
+"""Command line: ``python -m nas_core {search,show,stats,sweep,calibrate}``."""
 from __future__ import annotations
 
 import argparse
@@ -121,6 +121,12 @@ def main(argv=None):
     sw.add_argument("--out", required=True)
     sw.add_argument("--workers", type=int, default=1)
     sw.add_argument("--backend", choices=("local", "ray"), default="local")
+    sw.add_argument("--runs-dir", default=None,
+                    help="search trials run in this run cache (e.g. runs, shared with the book) instead of OUT/trials")
+    ca = sub.add_parser("calibrate", help="rerun the calibration study (see nas_core.calibration)")
+    ca.add_argument("--specs", default="sweeps", help="directory of the studies' sweep specs")
+    ca.add_argument("--table", default="sweeps/calibration.csv")
+    ca.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
@@ -135,6 +141,10 @@ def main(argv=None):
             from .sweep import main as sweep_main
 
             return sweep_main(args)
+        elif args.command == "calibrate":
+            from .calibration import main as calibrate_main
+
+            return calibrate_main(args)
     except (ValueError, RunError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,9 +15,10 @@ _CPU = dict(data="digits", cells=4, channels=8, batch_size=64)
 _DSNAS = dict(_CPU, algorithm="dsnas", logit_scale=20.0, arch_lr=1e-2, batch_size=32, epochs=100)
 # Bi-level needs a generalisation gap: 128 training images with half the labels
 # replaced at random, so that the held-out costs turn positive once the weights
-# memorise the train split. Three cells keep a DARTS run near a minute.
+# memorise the train split. Three cells keep a DARTS run near a minute. Arch lr
+# 3e-2 rather than 1e-2: at 1e-2 three of seeds 0-4 kept 3 of 5 edges.
 _BILEVEL = dict(_CPU, algorithm="darts", cells=3, train_size=128, label_noise=0.5, logit_scale=10.0,
-                arch_lr=1e-2, batch_size=32, epochs=60)
+                arch_lr=3e-2, batch_size=32, epochs=60)
 
 PRESETS: dict[str, dict] = {
     "growing": _DSNAS,

@@ -23,7 +23,9 @@ only a label), except on the axis ``intervention`` (and, for a notebook, a
 parameter whose default is a dict), whose values are dicts themselves. Seeds
 come from ``--seeds`` ("0-4", "0,2,5", "0-2,7"), not from the grid.
 
-For ``search`` each trial is ``nas_core.run(config, out=OUT/trials/ID/run)``;
+For ``search`` each trial is ``nas_core.run(config, out=OUT/trials/ID/run)``, or,
+with ``--runs-dir DIR``, a run in that run cache (``--runs-dir runs`` shares
+finished runs with the book);
 for a notebook, papermill executes it into ``OUT/trials/ID/notebook.ipynb``
 with the trial's fields injected as parameters, plus ``seeds=[seed]`` if the
 notebook takes ``seeds`` (else ``seed=seed``) and ``metrics_dir`` (where it
@@ -180,6 +182,7 @@ class Trial:
     params: dict      # search: the full config dict; notebook: the injected parameters
     target: str       # "search" or the notebook's absolute path
     dir: str          # OUT/trials/<trial_id>
+    runs_dir: str | None = None  # search: the run cache to share (None: the run lives in dir/run)
 
     def record(self) -> dict:
         return {"trial_id": self.trial_id, "fields": self.fields, "seed": self.seed, "kind": self.kind,
@@ -350,10 +353,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _run_search(trial: Trial) -> dict:
-    from .history import run
+    from .history import run, run_dir_for
     from .patterns import statistics
 
-    h = run(SearchConfig.from_dict(trial.params), out=Path(trial.dir) / "run", progress=False)
+    config = SearchConfig.from_dict(trial.params)
+    out = run_dir_for(config, trial.runs_dir) if trial.runs_dir else Path(trial.dir) / "run"
+    h = run(config, out=out, progress=False)
     return {"run_dir": str(h.path), "statistics": statistics(h)}
 
 
@@ -544,12 +549,14 @@ def load_table(out: str | Path):
 
 
 def run_sweep(target: str, grid: str | Path | dict, seeds=0, out: str | Path = "sweeps/sweep", workers: int = 1,
-              backend: str = "local", progress: bool = False):
+              backend: str = "local", progress: bool = False, runs_dir: str | Path | None = None):
     """Run (or resume) a sweep and return its table (also written to OUT/results.csv).
 
     ``target``: "search" or a notebook path; ``grid``: a dict {"base": ..., "grid": ...}
     or a YAML path; ``seeds``: "0-4", "0,2,5", an int or a list. Invalid trials raise
     ValueError before anything runs; failed trials are rows with status "failed".
+    ``runs_dir``: search trials run in this run cache (``runs/``: shared with the
+    book, so a run already finished there is not recomputed) instead of OUT/trials/ID/run.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; choose local or ray")
@@ -557,6 +564,11 @@ def run_sweep(target: str, grid: str | Path | dict, seeds=0, out: str | Path = "
         _import_ray()
     out = Path(out).resolve()
     trials, meta = plan(target, grid, seeds, out)
+    if runs_dir is not None:
+        if target != "search":
+            raise ValueError("--runs-dir applies to search trials only (a notebook chooses its own runs)")
+        for t in trials:
+            t.runs_dir = str(Path(runs_dir).resolve())
     for t in trials:  # a trial directory holding other parameters is never reused silently
         f = Path(t.dir) / TRIAL_FILE
         if f.is_file():
@@ -597,7 +609,7 @@ def main(args) -> int:
     """The CLI's ``sweep`` subcommand; exit 1 when any trial failed (after the table is written)."""
     try:
         table = run_sweep(args.target, args.grid, args.seeds, args.out, workers=args.workers, backend=args.backend,
-                          progress=True)
+                          progress=True, runs_dir=args.runs_dir)
     except ImportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
