@@ -10,6 +10,9 @@ and ``pruning``, which pairs each bi-level run with the single-level control of
 the same seed), the study it belongs to, and whether its seed was among those the
 presets were chosen on.
 
+``calibration_curves.csv`` next to the table holds the per-epoch curves behind
+its statistics (see :func:`curves`).
+
 Command line (``make calibrate``)::
 
     python -m nas_core calibrate [--workers 2] [--specs sweeps] [--table sweeps/calibration.csv]
@@ -96,6 +99,40 @@ def collect(outs: dict[str, Path], cell_type: str = "normal"):
     return table
 
 
+def curves(outs: dict[str, Path], cell_type: str = "normal"):
+    """Per run and epoch, what the table's statistics summarise: the fraction of
+    selected edges, the mean p(none) over edges, and the mean cost of a
+    convolution (parametric op) on an edge of one cell, per split recorded
+    (NaN where a split was not recorded). Small enough to commit, so the book
+    draws the study's curves without its runs."""
+    import numpy as np
+    import pandas as pd
+
+    from .ops import OPS, PARAMETRIC
+
+    conv = [OPS.index(o) for o in PARAMETRIC]
+    rows = []
+    for name, out in outs.items():
+        for h in _finished_runs(out):
+            n_edges = h.config.topology.n_edges
+            for r in h.records:
+                row = {"run": h.path.name, "study": STUDIES[name][0], "seed": h.config.seed, "epoch": r["epoch"],
+                       "selected_fraction": r["n_selected"][cell_type] / n_edges,
+                       "p_none": float(np.mean(r["p_none"][cell_type]))}
+                for split in ("train", "heldout"):
+                    mean = r["cost"].get(split, {}).get("mean")
+                    m = np.array(mean, dtype=float)[..., conv] if mean is not None else np.array([np.nan])
+                    row[f"conv_cost_{split}"] = float(np.nanmean(m)) if np.isfinite(m).any() else np.nan
+                rows.append(row)
+    return pd.DataFrame(rows).drop_duplicates(subset=["run", "epoch"])
+
+
+def _write_csv(table, path: Path):
+    tmp = Path(str(path) + ".tmp")
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(path)
+
+
 def main(args) -> int:
     """``python -m nas_core calibrate``: run the studies, write the table of what
     finished; exit 1, naming them, when trials failed."""
@@ -105,12 +142,12 @@ def main(args) -> int:
         t = load_table(out)
         failed += [f"{out}/trials/{r.trial_id}: {r.error}" for r in t[t.status != "ok"].itertuples()]
     table = collect(outs)
-    tmp = Path(str(args.table) + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(args.table)
+    _write_csv(table, Path(args.table))
+    curves_path = Path(args.table).with_name(Path(args.table).stem + "_curves.csv")
+    _write_csv(curves(outs), curves_path)
     held = table[table.study != "levers"].groupby("study")[[c for c in table.columns if c.endswith(".holds")]]
     print(held.sum().T.to_string())
-    print(f"\n{len(table)} runs; table: {args.table}")
+    print(f"\n{len(table)} runs; table: {args.table}, per-epoch curves: {curves_path}")
     if failed:
         print(f"{len(failed)} trial(s) failed and are not in the table:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1

@@ -54,7 +54,13 @@ def test_study_table(specs, tmp_path):
 def test_cli_writes_the_table(specs, tmp_path):
     out = tmp_path / "calibration.csv"
     assert cli.main(["calibrate", "--specs", str(specs), "--table", str(out), "--workers", "1"]) == 0
-    assert len(pd.read_csv(out)) == 6
+    table = pd.read_csv(out)
+    assert len(table) == 6
+    curves = pd.read_csv(tmp_path / "calibration_curves.csv")
+    assert len(curves) == 6 * 2 and set(curves.run) == set(table.run)  # two epochs per run
+    bi = curves[curves.study == "bilevel"]
+    assert bi.conv_cost_heldout.notna().all() and curves[curves.study == "levers"].conv_cost_heldout.isna().all()
+    assert curves.selected_fraction.between(0, 1).all() and curves.p_none.between(0, 1).all()
 
 
 def test_failed_trials_are_reported(specs, tmp_path, capsys):
