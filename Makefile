@@ -20,8 +20,8 @@ setup: $(SETUP_STAMP) $(JS_STAMP)
 
 $(SETUP_STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements.txt
-	$(PY) -m pip install -e .
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e .
 	touch $@
 
 # `npm pack` fetches a package's tarball alone (html-manager's dependency tree
@@ -41,8 +41,8 @@ $(JS_STAMP):
 
 # Executes the notebooks, cached in _build/.jupyter_cache; a cell error fails
 # the build (execute.raise_on_error).  jupyter-cache keys a notebook on its code
-# cells alone, so a change to nas_core/ or requirements.txt empties the cache
-# (a rebuild with no change re-runs nothing).
+# cells alone and Sphinx re-reads only changed pages, so a change to nas_core/ or
+# requirements.txt empties both caches (a rebuild with no change re-runs nothing).
 book: setup
 	$(BUILD_BOOK)
 
@@ -50,7 +50,7 @@ BOOK_INPUTS_HASH = $$(cat requirements.txt $$(find nas_core -name '*.py' | LC_AL
 BUILD_BOOK = @mkdir -p _build; \
     if [ "$$(cat _build/.book-inputs 2>/dev/null)" != "$(BOOK_INPUTS_HASH)" ]; then \
         echo "nas_core or requirements changed: clearing the notebook cache"; \
-        rm -rf _build/.jupyter_cache; echo "$(BOOK_INPUTS_HASH)" > _build/.book-inputs; \
+        rm -rf _build/.jupyter_cache _build/.doctrees; echo "$(BOOK_INPUTS_HASH)" > _build/.book-inputs; \
     fi; \
     echo "$(JB) build ."; $(JB) build .
 
