@@ -7,8 +7,8 @@ wiring. See the book for the unified view these costs give of DARTS, SNAS and
 DSNAS.
 """
 from .config import Intervention, SearchConfig
-from .history import History, RunError, load, run
+from .history import History, RunError, load, run, run_all
 from .ops import OPS
 from .space import Topology
 
-__all__ = ["Intervention", "SearchConfig", "History", "RunError", "load", "run", "OPS", "Topology"]
+__all__ = ["Intervention", "SearchConfig", "History", "RunError", "load", "run", "run_all", "OPS", "Topology"]

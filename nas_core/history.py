@@ -170,3 +170,39 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
         if bar is not None:
             bar.close()
     return History(config, records, path)
+
+
+def _one_thread():
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    torch.set_num_threads(1)
+
+
+def _run_quietly(config: SearchConfig, cache_dir) -> None:
+    run(config, cache_dir=cache_dir, progress=False)
+
+
+def _finished(config: SearchConfig, cache_dir) -> bool:
+    path = run_dir_for(config, cache_dir)
+    try:
+        return _read_config(path).key() == config.key() and len(_read_records(path)) >= config.epochs
+    except (OSError, RunError, ValueError):
+        return False  # missing or unreadable: run() decides, and says what is wrong
+
+
+def run_all(configs, *, workers: int | None = None, cache_dir: str | Path | None = None) -> list[History]:
+    """Run (or load from the run cache) several configs and return their
+    histories in order. Unfinished runs go up to ``workers`` at once (default:
+    one per CPU), each in its own process with one torch thread: the small
+    supernets of the CPU presets gain little from intra-op threads, so runs side
+    by side finish sooner than one after the other. A run that fails raises here."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    configs = list(configs)
+    todo = list({run_dir_for(c, cache_dir): c for c in configs if not _finished(c, cache_dir)}.values())
+    workers = min(workers or os.cpu_count() or 1, len(todo))
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+        with ProcessPoolExecutor(workers, context, initializer=_one_thread) as pool:
+            list(pool.map(_run_quietly, todo, [cache_dir] * len(todo)))
+    return [run(c, cache_dir=cache_dir, progress=False) for c in configs]

@@ -280,7 +280,7 @@ def final_frame(runs, cell_type: str = "normal"):
                 width=r["width"][cell_type], depth=r["depth"][cell_type],
                 **{"random width": round(rw, 2), "random depth": round(rd, 2)},
                 cell=" · ".join(f"e{e} {OP_LABEL[r['derived'][cell_type][e]]}" for e in sel) or "(empty)"))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["group", "seed"] if len(groups) > 1 else "seed")
 
 
 def config_frame(config):
@@ -747,12 +747,12 @@ class PatternCheck:
         print(textwrap.fill(f"Asserted: nas_core.patterns.{self.statistic} holds on at least {self.needed} of "
                             f"{len(self.table)} seeds (profile {self.profile!r}). It holds on {self.holding}.", 78))
         print("\n" + inspect.getdoc(getattr(patterns, self.statistic)) + "\n")
-        display(self.table)
+        display(self.table.set_index("seed"))
         if self.paper is not None:
             n = int(self.paper["holds"].sum())
             print(textwrap.fill(f"Reported, not asserted at this profile: the paper's statistic, "
                                 f"nas_core.patterns.{self.pattern}, holds on {n} of {len(self.paper)} seeds.", 78))
-            display(self.paper)
+            display(self.paper.set_index("seed"))
 
 
 def expected(pattern: str, profile: str = "cpu") -> tuple[str, float]:

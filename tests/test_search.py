@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import nas_core
 import nas_core.search as search_module
 from nas_core import Intervention, RunError, SearchConfig, load, run
 from nas_core.history import run_dir_for
@@ -259,3 +260,22 @@ def test_epoch_generator_fixes_the_random_stream():
                            torch.rand(5, generator=search_module.epoch_generator(0, 3)))
     assert not torch.equal(torch.rand(5, generator=search_module.epoch_generator(1, 3)),
                            torch.rand(5, generator=search_module.epoch_generator(0, 3)))
+
+
+def test_run_all_runs_side_by_side_as_run_does(tmp_path):
+    """Parallel runs (one process and one thread each) give the histories that
+    run() gives one after the other, in the order asked, and load finished runs."""
+    configs = [SearchConfig(**{**TINY, "algorithm": "dsnas", "seed": s}) for s in (0, 1)]
+    configs.append(configs[0])  # a repeated config runs once
+    together = nas_core.run_all(configs, workers=2, cache_dir=tmp_path / "pool")
+    alone = [run(c, cache_dir=tmp_path / "alone", progress=False) for c in configs[:2]]
+    assert [h.config.seed for h in together] == [0, 1, 0]
+    for a, b in zip(together, alone):
+        assert without_time(a.records) == without_time(b.records)
+    before = {p.name: (p / "history.jsonl").stat().st_mtime_ns for p in (tmp_path / "pool").iterdir()}
+    assert len(before) == 2
+    nas_core.run_all(configs, workers=2, cache_dir=tmp_path / "pool")
+    assert before == {p.name: (p / "history.jsonl").stat().st_mtime_ns for p in (tmp_path / "pool").iterdir()}
+    with pytest.raises(ValueError, match="train_size"):  # a failing run raises, with its message
+        nas_core.run_all([configs[0], configs[0].replace(train_size=10_000, seed=5)], workers=2,
+                         cache_dir=tmp_path / "bad")
