@@ -17,8 +17,8 @@ that leaves the local server is intercepted:
   ``nb_ipywidgets_js`` in ``_config.yml`` and the Makefile);
 * everything else (MathJax, fonts, ...) is aborted and recorded.
 
-Per page it asserts: the page loads, every plotly figure drew its SVG, no
-uncaught JavaScript exception and no console error, except the "failed to load
+Per page it asserts: the page loads, every plotly figure drew its SVG within
+the text column, no uncaught JavaScript exception and no console error, except the "failed to load
 resource" errors of the requests this test aborted itself.  A full-page
 screenshot of each page goes to ``_build/screenshots/<page>.png``.
 """
@@ -208,6 +208,19 @@ def test_page_renders(page_path, server, browser):
                       .filter(div => !div.querySelector('svg.main-svg')).map(div => div.id)"""
         )
         page.wait_for_timeout(500)  # let late console messages arrive before the screenshot
+        # A figure wider than the text column is cut off for the reader.
+        overflowing = page.evaluate(
+            """() => {
+                const article = document.querySelector('.bd-article');
+                if (!article) return [];
+                const column = article.getBoundingClientRect();
+                return Array.from(document.querySelectorAll('.plotly-graph-div svg.main-svg:first-of-type'))
+                    .map(svg => [svg.closest('.plotly-graph-div').id, svg.getBoundingClientRect()])
+                    .filter(([, box]) => box.right > column.right + 2 || box.left < column.left - 2)
+                    .map(([id, box]) => `${id}: ${Math.round(box.left)}-${Math.round(box.right)} px, `
+                                        + `column ${Math.round(column.left)}-${Math.round(column.right)} px`);
+            }"""
+        )
 
         shot = SCREENSHOTS / Path(page_path).with_suffix(".png")
         shot.parent.mkdir(parents=True, exist_ok=True)
@@ -216,4 +229,5 @@ def test_page_renders(page_path, server, browser):
         context.close()
 
     assert not undrawn, f"{page_path}: {len(undrawn)} of {n_figures} plotly figures did not draw: {undrawn}"
+    assert not overflowing, f"{page_path}: figures wider than the text column: {overflowing}"
     assert not errors, f"{page_path}:\n" + "\n".join(errors)
