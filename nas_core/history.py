@@ -172,8 +172,13 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
     return History(config, records, path)
 
 
-def _one_thread():
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def init_worker():
+    """Initializer of a worker process that runs searches: one torch and BLAS
+    thread, so that N workers share N cores without oversubscribing them."""
+    os.environ.update({k: "1" for k in THREAD_ENV})
     torch.set_num_threads(1)
 
 
@@ -203,6 +208,6 @@ def run_all(configs, *, workers: int | None = None, cache_dir: str | Path | None
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers > 1:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        with ProcessPoolExecutor(workers, context, initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(workers, context, initializer=init_worker) as pool:
             list(pool.map(_run_quietly, todo, [cache_dir] * len(todo)))
     return [run(c, cache_dir=cache_dir, progress=False) for c in configs]

@@ -68,6 +68,7 @@ from typing import Any, Iterable
 
 from . import presets
 from .config import SearchConfig
+from .history import THREAD_ENV, init_worker
 
 TRIAL_FILE = "trial.json"
 METRICS_FILE = "metrics.json"
@@ -77,7 +78,6 @@ _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
 _DICT_VALUED = {"intervention"}
 _BASE_KEYS = {"preset", "profile"}
 _MAX_ID = 100
-_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 # --------------------------------------------------------------------------- grid
@@ -323,8 +323,8 @@ def is_finished(trial_dir: str | Path) -> bool:
 def _thread_env():
     """OMP/MKL/OpenBLAS = 1 thread in the environment (a notebook's kernel and
     a spawned worker inherit it); the old values are restored."""
-    old_env = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update({k: "1" for k in _THREAD_ENV})
+    old_env = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: "1" for k in THREAD_ENV})
     try:
         yield
     finally:
@@ -402,13 +402,6 @@ def run_trial(trial: Trial) -> dict:
     return metrics
 
 
-def _pool_init():
-    os.environ.update({k: "1" for k in _THREAD_ENV})
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _run_in_worker(trial: Trial) -> dict:
     return run_trial(trial)
 
@@ -428,7 +421,7 @@ def _local(trials: list[Trial], workers: int, report):
 
     # spawn: no fork of a process that may hold torch threads; the workers inherit _thread_env
     context = multiprocessing.get_context("spawn")
-    with _thread_env(), ProcessPoolExecutor(min(workers, len(trials)), context, initializer=_pool_init) as pool:
+    with _thread_env(), ProcessPoolExecutor(min(workers, len(trials)), context, initializer=init_worker) as pool:
         futures = {pool.submit(_run_in_worker, t): t for t in trials}
         try:
             for fut in as_completed(futures):
