@@ -9,10 +9,11 @@ JB := $(VENV)/bin/jupyter-book
 SETUP_STAMP := $(VENV)/.setup-done
 
 # npm files the browser test serves in place of the CDN; the versions must be
-# those named in _config.yml (sphinx.config.nb_ipywidgets_js).
+# those named in _config.yml (sphinx.config.nb_ipywidgets_js and mathjax_path).
 HTML_MANAGER_VERSION := 1.0.15
 REQUIREJS_VERSION := 2.3.7
-JS_STAMP := node_modules/.setup-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)
+MATHJAX_VERSION := 3.2.2
+JS_STAMP := node_modules/.setup-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)-mathjax-$(MATHJAX_VERSION)
 
 .PHONY: setup book test unit-nbval browser-test bench calibrate clean distclean
 
@@ -29,13 +30,16 @@ $(SETUP_STAMP): requirements.txt pyproject.toml
 $(JS_STAMP):
 	rm -rf node_modules/.pack node_modules/.setup-* && mkdir -p node_modules/.pack
 	cd node_modules/.pack && npm pack --silent \
-	    @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION)
-	rm -rf node_modules/@jupyter-widgets/html-manager node_modules/requirejs
-	mkdir -p node_modules/@jupyter-widgets/html-manager node_modules/requirejs
+	    @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION) \
+	    mathjax@$(MATHJAX_VERSION)
+	rm -rf node_modules/@jupyter-widgets/html-manager node_modules/requirejs node_modules/mathjax
+	mkdir -p node_modules/@jupyter-widgets/html-manager node_modules/requirejs node_modules/mathjax
 	tar -xzf node_modules/.pack/jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz \
 	    --strip-components=1 -C node_modules/@jupyter-widgets/html-manager
 	tar -xzf node_modules/.pack/requirejs-$(REQUIREJS_VERSION).tgz \
 	    --strip-components=1 -C node_modules/requirejs
+	tar -xzf node_modules/.pack/mathjax-$(MATHJAX_VERSION).tgz \
+	    --strip-components=1 -C node_modules/mathjax
 	rm -rf node_modules/.pack
 	touch $@
 

@@ -14,11 +14,13 @@ that leaves the local server is intercepted:
 * ``cdn.jsdelivr.net/npm/<package>@<version>/<file>`` is answered from
   ``node_modules/<package>/<file>`` when that package is unpacked there at that
   version (require.js and the ipywidgets html-manager embed script, see
-  ``nb_ipywidgets_js`` in ``_config.yml`` and the Makefile);
-* everything else (MathJax, fonts, ...) is aborted and recorded.
+  ``nb_ipywidgets_js`` in ``_config.yml``; MathJax, see ``mathjax_path``; and
+  the Makefile);
+* everything else (web fonts, ...) is aborted and recorded.
 
 Per page it asserts: the page loads, every plotly figure drew its SVG within
-the text column, no uncaught JavaScript exception and no console error, except the "failed to load
+the text column, MathJax typeset every formula, no uncaught JavaScript
+exception and no console error, except the "failed to load
 resource" errors of the requests this test aborted itself.  A full-page
 screenshot of each page goes to ``_build/screenshots/<page>.png``.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import mimetypes
 import os
 import re
 import threading
@@ -169,7 +172,8 @@ def test_page_renders(page_path, server, browser):
             aborted.add(url)
             route.abort()
         else:
-            route.fulfill(path=str(asset), content_type="application/javascript", headers=JS_HEADERS)
+            kind = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
+            route.fulfill(path=str(asset), content_type=kind, headers=JS_HEADERS)
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.route("**/*", route)
@@ -207,6 +211,18 @@ def test_page_renders(page_path, server, browser):
             """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
                       .filter(div => !div.querySelector('svg.main-svg')).map(div => div.id)"""
         )
+        # Every formula typeset by MathJax (not left as raw TeX).
+        untypeset = page.evaluate(
+            """async () => {
+                const maths = Array.from(document.querySelectorAll('.math'));
+                if (!maths.length) return [];
+                for (let i = 0; i < 600 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
+                    await new Promise(r => setTimeout(r, 100));
+                if (!(window.MathJax && MathJax.startup)) return ['MathJax did not load'];
+                await MathJax.startup.promise;
+                return maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
+            }"""
+        )
         page.wait_for_timeout(500)  # let late console messages arrive before the screenshot
         # A figure wider than the text column is cut off for the reader.
         overflowing = page.evaluate(
@@ -230,4 +246,5 @@ def test_page_renders(page_path, server, browser):
 
     assert not undrawn, f"{page_path}: {len(undrawn)} of {n_figures} plotly figures did not draw: {undrawn}"
     assert not overflowing, f"{page_path}: figures wider than the text column: {overflowing}"
+    assert not untypeset, f"{page_path}: {len(untypeset)} formulas not typeset, e.g. {untypeset[:3]}"
     assert not errors, f"{page_path}:\n" + "\n".join(errors)
