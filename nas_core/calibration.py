@@ -4,7 +4,7 @@
 Each study is a sweep spec and the seeds it runs. Its trials run in the shared
 run cache (``runs/``), so the presets' seeds the book executes are computed
 once, and a rerun of the study recomputes nothing that finished. The table has
-one row per run: its levers, runtime, every statistic of ``nas_core.patterns``
+one row per run and study: its levers, runtime, every statistic of ``nas_core.patterns``
 (the paper's, and the weaker CPU-scale ones: ``empty_phase``, ``deep_avoided``,
 and ``pruning``, which pairs each bi-level run with the single-level control of
 the same seed), the study it belongs to, and whether its seed was among those the
@@ -36,6 +36,7 @@ STUDIES = {
     "levers-dsnas.yaml": ("levers", "0"),
     "levers-bilevel.yaml": ("levers", "0"),
     "levers-bilevel-long.yaml": ("levers", "0"),
+    "levers-dsnas-data.yaml": ("levers", "0"),
 }
 CHOSEN_ON = range(5)
 
@@ -87,7 +88,8 @@ def collect(outs: dict[str, Path], cell_type: str = "normal"):
         frames.append(t)
     if not frames:
         raise FileNotFoundError("no finished run in any study; run `make calibrate` first")
-    table = pd.concat(frames, ignore_index=True)
+    # A run two sweeps of one study share (a lever map's corner) is one row.
+    table = pd.concat(frames, ignore_index=True).drop_duplicates(subset=["run", "study"], ignore_index=True)
     controls = {h.config.seed: h for h in by_study.get("bilevel-control", [])}
     rows = {}
     for h in by_study.get("bilevel", []):

@@ -48,6 +48,16 @@ def preset(name: str, profile: str = "cpu", **overrides) -> SearchConfig:
     return SearchConfig.from_dict({**table[name], **overrides})
 
 
+def seed_configs(name: str, profile: str, seeds, **fields) -> list[SearchConfig]:
+    """One config per seed for a pattern notebook's parameters: the preset,
+    with every field that is not None overriding it. Bad seeds or fields fail
+    here, in the notebook's first cell after its parameters."""
+    if isinstance(seeds, (int, str)) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got {seeds!r}")
+    overrides = {k: v for k, v in fields.items() if v is not None}
+    return [preset(name, profile, seed=seed, **overrides) for seed in seeds]
+
+
 # What each pattern notebook's check cell asserts at the CPU defaults, as found
 # by the calibration study (sweeps/calibration.csv): the paper's statistic
 # where it holds, otherwise the weaker pattern that does appear

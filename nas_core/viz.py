@@ -747,12 +747,18 @@ class PatternCheck:
         print(textwrap.fill(f"Asserted: nas_core.patterns.{self.statistic} holds on at least {self.needed} of "
                             f"{len(self.table)} seeds (profile {self.profile!r}). It holds on {self.holding}.", 78))
         print("\n" + inspect.getdoc(getattr(patterns, self.statistic)) + "\n")
-        display(self.table.set_index("seed"))
+        display(_for_reading(self.table))
         if self.paper is not None:
             n = int(self.paper["holds"].sum())
             print(textwrap.fill(f"Reported, not asserted at this profile: the paper's statistic, "
                                 f"nas_core.patterns.{self.pattern}, holds on {n} of {len(self.paper)} seeds.", 78))
-            display(self.paper.set_index("seed"))
+            display(_for_reading(self.paper))
+
+
+def _for_reading(table):
+    """A statistic's per-seed table as shown in the book: indexed by seed, with
+    headers that wrap (spaces for underscores) so that it fits the text column."""
+    return table.set_index("seed").round(3).rename(columns=lambda name: name.replace("_", " "))
 
 
 def expected(pattern: str, profile: str = "cpu") -> tuple[str, float]:

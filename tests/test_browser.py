@@ -19,7 +19,7 @@ that leaves the local server is intercepted:
 * everything else (web fonts, ...) is aborted and recorded.
 
 Per page it asserts: the page loads, every plotly figure drew its SVG within
-the text column, MathJax typeset every formula, no uncaught JavaScript
+the text column, every output table fits the column, MathJax typeset every formula, no uncaught JavaScript
 exception and no console error, except the "failed to load
 resource" errors of the requests this test aborted itself.  A full-page
 screenshot of each page goes to ``_build/screenshots/<page>.png``.
@@ -238,6 +238,21 @@ def test_page_renders(page_path, server, browser):
             }"""
         )
 
+        # A table of a cell's output wider than the text column is cut off too.
+        wide_tables = page.evaluate(
+            """() => {
+                const article = document.querySelector('.bd-article');
+                if (!article) return [];
+                const column = article.getBoundingClientRect();
+                return Array.from(document.querySelectorAll('.cell_output table'))
+                    .map(table => [table.querySelector('th') ? table.querySelector('th').parentElement.textContent.trim().slice(0, 60) : '',
+                                   table.getBoundingClientRect()])
+                    .filter(([, box]) => box.right > column.right + 2)
+                    .map(([head, box]) => `table '${head}': right edge ${Math.round(box.right)} px, `
+                                          + `column ${Math.round(column.right)} px`);
+            }"""
+        )
+
         shot = SCREENSHOTS / Path(page_path).with_suffix(".png")
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
@@ -246,5 +261,6 @@ def test_page_renders(page_path, server, browser):
 
     assert not undrawn, f"{page_path}: {len(undrawn)} of {n_figures} plotly figures did not draw: {undrawn}"
     assert not overflowing, f"{page_path}: figures wider than the text column: {overflowing}"
+    assert not wide_tables, f"{page_path}: tables wider than the text column: {wide_tables}"
     assert not untypeset, f"{page_path}: {len(untypeset)} formulas not typeset, e.g. {untypeset[:3]}"
     assert not errors, f"{page_path}:\n" + "\n".join(errors)

@@ -51,6 +51,15 @@ def test_study_table(specs, tmp_path):
     pd.testing.assert_frame_equal(table[cols], again[cols])
 
 
+def test_a_run_shared_by_two_sweeps_of_a_study_is_one_row(specs, monkeypatch):
+    (specs / "corner.yaml").write_text(yaml.safe_dump({"base": {"preset": "growing", **TINY, "arch_lr": 0.03},
+                                                       "grid": {"logit_scale": [20.0, 5.0]}}))
+    monkeypatch.setattr(calibration, "STUDIES", {"levers.yaml": ("levers", "0"), "corner.yaml": ("levers", "0")})
+    table = calibration.collect(calibration.run_study(specs, workers=1, progress=False))
+    # arch lr 3e-2 at logit scale 20 (the preset's) is in both sweeps
+    assert len(table) == 3 and table.run.is_unique
+
+
 def test_cli_writes_the_table(specs, tmp_path):
     out = tmp_path / "calibration.csv"
     assert cli.main(["calibrate", "--specs", str(specs), "--table", str(out), "--workers", "1"]) == 0

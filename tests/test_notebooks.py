@@ -83,3 +83,16 @@ def test_stored_without_outputs(path):
     for cell in nb.cells:
         if cell.cell_type == "code" and not cell.source.lstrip().startswith(CHECKED):
             assert not cell.outputs and cell.execution_count is None, (path.name, cell.source[:80])
+
+
+# About the characters of code the book's text column shows at a laptop width
+# (1280 px, book/_static/wide.css); longer lines scroll out of sight.
+CODE_WIDTH = 95
+
+
+@pytest.mark.parametrize("path", sorted(BOOK.glob("*.ipynb")), ids=lambda p: p.name)
+def test_code_fits_the_column(path):
+    nb = nbformat.read(path, as_version=4)
+    long = [line for cell in nb.cells if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > CODE_WIDTH]
+    assert not long, f"{path.name}: code lines over {CODE_WIDTH} characters: {long}"
