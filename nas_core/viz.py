@@ -84,11 +84,13 @@ BOOK_RENDERER = "book"
 
 
 def setup_plotly(renderer: str = BOOK_RENDERER) -> str:
-    """Make ``fig.show()`` (and a figure as a cell's last value) render in the book.
+    """Make ``fig.show()`` (and a figure as a cell's last value) render in the book,
+    on the book's white template (also for figures a notebook draws itself).
 
     Call it once near the top of a notebook; returns the renderer now in use.
     """
     pio.renderers.default = renderer
+    pio.templates.default = _LAYOUT["template"]
     return renderer
 
 
