@@ -760,7 +760,7 @@ class PatternCheck:
 def _for_reading(table):
     """A statistic's per-seed table as shown in the book: indexed by seed, with
     headers that wrap (spaces for underscores) so that it fits the text column."""
-    return table.set_index("seed").round(3).rename(columns=lambda name: name.replace("_", " "))
+    return table.set_index("seed").rename(columns=lambda name: name.replace("_", " "))
 
 
 def expected(pattern: str, profile: str = "cpu") -> tuple[str, float]:

@@ -18,10 +18,10 @@ that leaves the local server is intercepted:
   the Makefile);
 * everything else (web fonts, ...) is aborted and recorded.
 
-Per page it asserts: the page loads, every plotly figure drew its SVG within
-the text column, every output table fits the column, MathJax typeset every formula, no uncaught JavaScript
-exception and no console error, except the "failed to load
-resource" errors of the requests this test aborted itself.  A full-page
+Per page it asserts: the page loads, every plotly figure drew its SVG, every
+figure and output table fits the text column, MathJax typeset every formula, and
+there is no uncaught JavaScript exception and no console error, except the
+"failed to load resource" errors of the requests this test aborted itself.  A full-page
 screenshot of each page goes to ``_build/screenshots/<page>.png``.
 """
 
@@ -224,32 +224,25 @@ def test_page_renders(page_path, server, browser):
             }"""
         )
         page.wait_for_timeout(500)  # let late console messages arrive before the screenshot
-        # A figure wider than the text column is cut off for the reader.
-        overflowing = page.evaluate(
+        # A figure or a cell's output table wider than the text column is cut off
+        # for the reader.
+        too_wide = page.evaluate(
             """() => {
                 const article = document.querySelector('.bd-article');
                 if (!article) return [];
                 const column = article.getBoundingClientRect();
-                return Array.from(document.querySelectorAll('.plotly-graph-div svg.main-svg:first-of-type'))
-                    .map(svg => [svg.closest('.plotly-graph-div').id, svg.getBoundingClientRect()])
+                const name = el => {
+                    const figure = el.closest('.plotly-graph-div');
+                    if (figure) return `figure ${figure.id}`;
+                    const head = el.querySelector('tr');
+                    return `table '${head ? head.textContent.trim().replace(/\\s+/g, ' ').slice(0, 60) : ''}'`;
+                };
+                return Array.from(document.querySelectorAll(
+                        '.plotly-graph-div svg.main-svg:first-of-type, .cell_output table'))
+                    .map(el => [name(el), el.getBoundingClientRect()])
                     .filter(([, box]) => box.right > column.right + 2 || box.left < column.left - 2)
-                    .map(([id, box]) => `${id}: ${Math.round(box.left)}-${Math.round(box.right)} px, `
-                                        + `column ${Math.round(column.left)}-${Math.round(column.right)} px`);
-            }"""
-        )
-
-        # A table of a cell's output wider than the text column is cut off too.
-        wide_tables = page.evaluate(
-            """() => {
-                const article = document.querySelector('.bd-article');
-                if (!article) return [];
-                const column = article.getBoundingClientRect();
-                return Array.from(document.querySelectorAll('.cell_output table'))
-                    .map(table => [table.querySelector('th') ? table.querySelector('th').parentElement.textContent.trim().slice(0, 60) : '',
-                                   table.getBoundingClientRect()])
-                    .filter(([, box]) => box.right > column.right + 2)
-                    .map(([head, box]) => `table '${head}': right edge ${Math.round(box.right)} px, `
-                                          + `column ${Math.round(column.right)} px`);
+                    .map(([what, box]) => `${what}: ${Math.round(box.left)}-${Math.round(box.right)} px, `
+                                          + `column ${Math.round(column.left)}-${Math.round(column.right)} px`);
             }"""
         )
 
@@ -260,7 +253,6 @@ def test_page_renders(page_path, server, browser):
         context.close()
 
     assert not undrawn, f"{page_path}: {len(undrawn)} of {n_figures} plotly figures did not draw: {undrawn}"
-    assert not overflowing, f"{page_path}: figures wider than the text column: {overflowing}"
-    assert not wide_tables, f"{page_path}: tables wider than the text column: {wide_tables}"
+    assert not too_wide, f"{page_path}: wider than the text column: {too_wide}"
     assert not untypeset, f"{page_path}: {len(untypeset)} formulas not typeset, e.g. {untypeset[:3]}"
     assert not errors, f"{page_path}:\n" + "\n".join(errors)
