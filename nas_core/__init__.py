@@ -6,6 +6,8 @@ every epoch records alpha, the derived cell with ``none`` counted and its
 wiring. See the book for the unified view these costs give of DARTS, SNAS and
 DSNAS.
 """
+__version__ = "0.1.0"  # the one place it is set (pyproject.toml reads it); see CHANGELOG.md
+
 from .config import Intervention, SearchConfig
 from .history import History, RunError, load, run, run_all
 from .ops import OPS

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from . import presets
+from . import __version__, presets
 from .config import Intervention, SearchConfig
 from .history import RunError, load, run
 from .patterns import statistics
@@ -101,6 +101,7 @@ def _cell_types(c: SearchConfig) -> list[str]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nas_core", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"nas_core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ps = sub.add_parser("search", help="run (or resume) one search")
     ps.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
