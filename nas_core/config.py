@@ -3,6 +3,7 @@ compute. Interventions on the cell are data (:class:`Intervention`), not flags."
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -157,10 +158,13 @@ class SearchConfig:
     arch_lr: float = 3e-4
     arch_weight_decay: float = 1e-3
     arch_beta1: float = 0.5
-    alpha_init: float = 1e-3         # std of alpha's initial values (near 0)
+    alpha_init: float = 1e-3         # std of alpha's initial values
+    alpha_mean: float = 0.0          # mean of alpha's initial values (the authors' DSNAS: 1; p is unchanged)
+    arch_grad_clip: float | None = None   # clip alpha's gradient to this norm per cell type (authors' DSNAS: 10)
     temperature: float = 1.0         # SNAS / GDAS
     temperature_min: float | None = None  # anneal exponentially to this by the last epoch
     dsnas_estimator: str = "standard"     # standard | authors
+    dsnas_reward_clamp: float | None = None  # clamp each edge's reward (its cost) to [-c, c] (authors: 5)
     intervention: Intervention = field(default_factory=Intervention)
     random_sample: bool = False      # alpha frozen, ops sampled uniformly
     update_alpha: bool = True
@@ -170,7 +174,8 @@ class SearchConfig:
     data: str = "digits"
     data_dir: str | None = None
     noise: float = 0.0               # std of additive Gaussian pixel noise (inputs standardised)
-    shift: int = 0                   # max random translation in pixels
+    shift: int = 0                   # max random translation in pixels, drawn once at load (a fixed set)
+    augment_shift: int = 0           # max random translation in pixels, drawn afresh for every batch
     label_noise: float = 0.0         # fraction of train labels replaced at random
     train_size: int | None = None    # subset of the train split
     device: str = "auto"
@@ -220,10 +225,16 @@ class SearchConfig:
             if not getattr(self, name) > 0:
                 self._fail(name, "must be positive")
         non_negative = ("epochs", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
-                        "arch_weight_decay", "alpha_init", "probe_batches", "noise", "shift", "logit_scale")
+                        "arch_weight_decay", "alpha_init", "probe_batches", "noise", "shift", "logit_scale",
+                        "augment_shift")
         for name in non_negative:
             if getattr(self, name) < 0:
                 self._fail(name, "must not be negative")
+        for name in ("arch_grad_clip", "dsnas_reward_clamp"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                self._fail(name, "must be positive, or None for no clip")
+        if not math.isfinite(self.alpha_mean):
+            self._fail("alpha_mean", "must be a finite number")
         if self.batch_size < 2:
             self._fail("batch_size", "must be at least 2 (BatchNorm needs 2 samples; smaller batches are skipped)")
         if not 0 <= self.arch_beta1 < 1:

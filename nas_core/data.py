@@ -23,6 +23,7 @@ class Splits:
     heldout_x: torch.Tensor
     heldout_y: torch.Tensor
     n_classes: int
+    flip_ok: bool = False   # may images be mirrored left-right (CIFAR-10 yes, digits no)
 
     @property
     def in_channels(self) -> int:
@@ -30,7 +31,7 @@ class Splits:
 
     def to(self, device):
         return Splits(*(t.to(device) for t in (self.train_x, self.train_y, self.heldout_x, self.heldout_y)),
-                      self.n_classes)
+                      self.n_classes, self.flip_ok)
 
 
 def _digits():
@@ -82,6 +83,28 @@ def _shift(x, max_shift, g):
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
+def augment(x: torch.Tensor, max_shift: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """A fresh random view of a batch, as the authors' random crop (pad 4) and
+    flip: each image translated by up to ``max_shift`` pixels (zero padding) and,
+    if ``flip``, mirrored with probability 1/2. The draws come from
+    ``generator`` (the epoch's stream), so a resumed run sees the same views."""
+    n, _, h, w = x.shape
+    if max_shift:
+        k = max_shift
+        dy = torch.randint(0, 2 * k + 1, (n,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * k + 1, (n,), generator=generator).to(x.device)
+        padded = torch.nn.functional.pad(x, (k,) * 4)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, chan, rows, cols]
+    if flip:
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    return x
+
+
 def load(config) -> Splits:
     """Load and split ``config.data`` deterministically: half train, half held-out
     (as DARTS does), shuffled with a fixed seed; then apply the difficulty knobs
@@ -113,7 +136,7 @@ def load(config) -> Splits:
     if config.label_noise:
         flip = torch.rand(len(ty), generator=g) < config.label_noise
         ty = torch.where(flip, torch.randint(0, classes, ty.shape, generator=g), ty)
-    return Splits(tx.contiguous(), ty, hx.contiguous(), hy, classes)
+    return Splits(tx.contiguous(), ty, hx.contiguous(), hy, classes, flip_ok=config.data == "cifar10")
 
 
 def batches(x, y, batch_size, generator):

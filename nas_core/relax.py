@@ -77,14 +77,17 @@ class Dsnas:
     sampled op runs. Gradient C_s (1[m=s] - p_m): the score-function estimator
     with the sampled op's cost as the signal.
 
-    ``estimator="authors"`` follows our reading of the authors' analysis code:
-    the cost is clamped to [-5, 5] and the log-probability of the whole cell is
-    taken as the log of the *sum* of the sampled ops' probabilities over edges,
-    instead of the sum of their logs.
+    ``reward_clamp`` clamps each edge's reward (its sampled op's cost, summed
+    over the cells) to [-c, c], as the authors' analysis code does with c = 5.
+    ``estimator="authors"`` replaces the log-probability of the sample by the
+    log of the *sum* over edges of the sampled ops' probabilities, each alpha
+    row still weighted by its own edge's reward (our reading of the authors'
+    code): row e's gradient is r_e * grad p_e(s_e) / sum_e' p_e'(s_e').
     """
 
-    def __init__(self, estimator: str = "standard"):
+    def __init__(self, estimator: str = "standard", reward_clamp: float | None = None):
         self.estimator = estimator
+        self.reward_clamp = reward_clamp
 
     def sample(self, alpha, allowed, generator, temperature=1.0):
         logp = F.log_softmax(masked(alpha, allowed), dim=-1)
@@ -94,8 +97,11 @@ class Dsnas:
 
         def alpha_loss(cost):
             reward = cost[rows, index].detach()
+            if self.reward_clamp is not None:
+                reward = reward.clamp(-self.reward_clamp, self.reward_clamp)
             if self.estimator == "authors":
-                return reward.clamp(-5, 5).sum() * torch.log(logp[rows, index].exp().sum())
+                p = logp[rows, index].exp()
+                return (reward * p).sum() / p.sum().detach()
             return (reward * logp[rows, index]).sum()
 
         return Sample(z, _active_from_index(index), alpha_loss)
@@ -125,7 +131,17 @@ class UniformSample:
         return Sample(z, _active_from_index(index), lambda cost: (alpha * 0).sum())
 
 
-def relaxation(algorithm: str, dsnas_estimator: str = "standard", random_sample: bool = False):
+RELAXATIONS = {"darts": Darts, "snas": Snas, "dsnas": Dsnas, "gdas": Gdas}
+
+
+def relaxation(algorithm: str, dsnas_estimator: str = "standard", random_sample: bool = False,
+               dsnas_reward_clamp: float | None = None):
+    """The relaxation object of ``algorithm`` (or the uniform sampler when
+    ``random_sample``); an unknown name raises with the valid ones."""
     if random_sample:
         return UniformSample()
-    return {"darts": Darts, "snas": Snas, "gdas": Gdas}.get(algorithm, lambda: Dsnas(dsnas_estimator))()
+    if algorithm not in RELAXATIONS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(RELAXATIONS)}")
+    if algorithm == "dsnas":
+        return Dsnas(dsnas_estimator, dsnas_reward_clamp)
+    return RELAXATIONS[algorithm]()

@@ -242,22 +242,43 @@ def test_dsnas_estimator_is_unbiased_for_the_expected_cost_gradient():
     assert expected.abs().max() > 10 * se  # the check can tell a wrong sign or scale apart
 
 
-def test_dsnas_authors_estimator_clamps_the_cost():
+def test_dsnas_reward_clamp_bounds_each_edges_reward():
     gen = torch.Generator().manual_seed(2)
     alpha = torch.randn(5, len(OPS), generator=gen, dtype=torch.float64).requires_grad_()
     allowed = torch.ones(5, len(OPS), dtype=torch.bool)
 
-    def grad(estimator, value):
-        sm = Dsnas(estimator).sample(alpha, allowed, torch.Generator().manual_seed(0))
+    def grad(estimator, value, clamp=5.0):
+        sm = Dsnas(estimator, clamp).sample(alpha, allowed, torch.Generator().manual_seed(0))
         return torch.autograd.grad(sm.alpha_loss(torch.full((5, len(OPS)), value, dtype=torch.float64)), alpha)[0]
 
-    assert_close(grad("authors", 1e4), grad("authors", 5.0), rtol=0, atol=0)
-    assert_close(grad("authors", -1e4), grad("authors", -5.0), rtol=0, atol=0)
-    assert grad("authors", 5.0).abs().max() > 1e-3
-    assert not torch.allclose(grad("authors", 2.0), grad("authors", 5.0))  # linear inside the clamp
-    assert not torch.allclose(grad("standard", 1e4), grad("standard", 5.0))  # the standard one does not clamp
+    for estimator in ("standard", "authors"):
+        assert_close(grad(estimator, 1e4), grad(estimator, 5.0), rtol=0, atol=0)
+        assert_close(grad(estimator, -1e4), grad(estimator, -5.0), rtol=0, atol=0)
+        assert grad(estimator, 5.0).abs().max() > 1e-3
+        assert not torch.allclose(grad(estimator, 2.0), grad(estimator, 5.0))  # linear inside the clamp
+        assert not torch.allclose(grad(estimator, 1e4, None), grad(estimator, 5.0, None))  # no clamp: none
     # the config reaches the relaxation
-    assert make_search(algorithm="dsnas", dsnas_estimator="authors", cells=2).relax.estimator == "authors"
+    relax = make_search(algorithm="dsnas", dsnas_estimator="authors", dsnas_reward_clamp=5.0, cells=2).relax
+    assert (relax.estimator, relax.reward_clamp) == ("authors", 5.0)
+
+
+def test_dsnas_authors_estimator_weights_each_edge_by_its_own_reward():
+    """Row e's gradient is r_e * grad p_e(s_e) / sum_e' p_e'(s_e'), with costs that
+    differ per edge (multiplying every row by the summed reward would fail this)."""
+    gen = torch.Generator().manual_seed(3)
+    alpha = torch.randn(5, len(OPS), generator=gen, dtype=torch.float64).requires_grad_()
+    allowed = torch.ones(5, len(OPS), dtype=torch.bool)
+    cost = torch.randn(5, len(OPS), generator=gen, dtype=torch.float64) * torch.arange(1, 6)[:, None]
+    sm = Dsnas("authors").sample(alpha, allowed, torch.Generator().manual_seed(0))
+    got = torch.autograd.grad(sm.alpha_loss(cost), alpha)[0]
+    index = sm.z.argmax(-1)
+    p = probabilities(alpha, allowed).detach()
+    p_s = p.gather(1, index[:, None])
+    reward = cost.gather(1, index[:, None])
+    expected = reward * p_s * (F.one_hot(index, len(OPS)).double() - p) / p_s.sum()
+    assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    summed = reward.sum() * p_s * (F.one_hot(index, len(OPS)).double() - p) / p_s.sum()
+    assert not torch.allclose(got, summed)
 
 
 def test_gdas_straight_through_gradient():
