@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import json
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -112,7 +113,7 @@ def _intervention(value) -> Intervention:
         raise ValueError(f"invalid intervention={value!r}: give an Intervention or a dict with keys "
                          f"delete_edges, fix, exclude")
     known = {f.name for f in fields(Intervention)}
-    unknown = sorted(set(value) - known)
+    unknown = sorted(map(str, set(value) - known))
     if unknown:
         raise ValueError(f"unknown intervention field(s) {', '.join(map(str, unknown))}; valid fields are "
                          f"{', '.join(sorted(known))}")
@@ -178,6 +179,7 @@ class SearchConfig:
     augment_shift: int = 0           # max random translation in pixels, drawn afresh for every batch
     label_noise: float = 0.0         # fraction of train labels replaced at random
     train_size: int | None = None    # subset of the train split
+    eval_size: int | None = None     # held-out accuracy per epoch on this fixed subset (None: the whole split)
     device: str = "auto"
 
     def __post_init__(self):
@@ -191,9 +193,15 @@ class SearchConfig:
         for name, hint in typing.get_type_hints(SearchConfig).items():
             value = getattr(self, name)
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+            if value is None:
+                if type(None) not in typing.get_args(hint):
+                    raise ValueError(f"invalid {name}=None: must be given ({getattr(base, '__name__', base)})")
+                continue
             if base is bool and not isinstance(value, bool):
                 raise ValueError(f"invalid {name}={value!r}: must be True or False")
-            if value is None or base not in (int, float):
+            if base is str and not isinstance(value, str):
+                raise ValueError(f"invalid {name}={value!r}: must be a string")
+            if base not in (int, float):
                 continue
             if isinstance(value, bool):
                 raise ValueError(f"invalid {name}={value!r}: must be a number ({base.__name__}), not a bool")
@@ -201,8 +209,12 @@ class SearchConfig:
                 converted = base(value)
             except (TypeError, ValueError):
                 raise ValueError(f"invalid {name}={value!r}: must be a number ({base.__name__})") from None
+            except OverflowError:
+                raise ValueError(f"invalid {name}={value!r}: must be a finite number") from None
             if base is int and converted != value:
                 raise ValueError(f"invalid {name}={value!r}: must be a whole number")
+            if base is float and not math.isfinite(converted):
+                raise ValueError(f"invalid {name}={value!r}: must be a finite number")
             object.__setattr__(self, name, converted)
 
     def _fail(self, name, message):
@@ -224,7 +236,11 @@ class SearchConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 self._fail(name, "must be positive")
-        non_negative = ("epochs", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
+        if self.epochs < 1:
+            self._fail("epochs", "must be at least 1")
+        if not 0 <= self.seed < 2**32:
+            self._fail("seed", "must be in [0, 2**32)")
+        non_negative = ("lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
                         "arch_weight_decay", "alpha_init", "probe_batches", "noise", "shift", "logit_scale",
                         "augment_shift")
         for name in non_negative:
@@ -241,15 +257,20 @@ class SearchConfig:
             self._fail("arch_beta1", "must be in [0, 1)")
         if not 0 <= self.label_noise <= 1:
             self._fail("label_noise", "must be a fraction in [0, 1]")
+        if self.eval_size is not None and self.eval_size < 2:
+            self._fail("eval_size", "must be at least 2 (BatchNorm needs 2 samples), or None for the whole split")
         if self.train_size is not None and self.train_size < 2:
             self._fail("train_size", "must be at least 2 (one batch for BatchNorm), or None for the whole split")
         if self.temperature_min is not None and not 0 < self.temperature_min <= self.temperature:
             self._fail("temperature_min", "must be in (0, temperature]")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+        if self.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:[0-9]+)?", self.device):
             self._fail("device", "choose auto, cpu or cuda[:N]")
         if self.network == "standard" and self.cells < 3:
             self._fail("cells", "a standard network needs at least 3 cells (reductions at 1/3 and 2/3)")
-        self.intervention.validate(self.topology)
+        try:
+            self.intervention.validate(self.topology)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"invalid intervention: {err}") from None
 
     @property
     def topology(self) -> Topology:
@@ -266,8 +287,10 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(str, set(d) - known))
         if unknown:
             raise ValueError(f"unknown config field(s) {', '.join(unknown)}; valid fields are {', '.join(sorted(known))}")
         return cls(**d)
@@ -280,9 +303,27 @@ class SearchConfig:
         runs are identical on CPU; a cache hit from GPU is accepted)."""
         d = self.to_dict()
         d.pop("device")
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        for name in KEY_OMITTED_AT_DEFAULT:  # fields added later: runs from before them keep their keys
+            if d[name] == _DEFAULTS[name]:
+                d.pop(name)
+        return hashlib.sha1(json.dumps(d, sort_keys=True, allow_nan=False).encode()).hexdigest()[:12]
 
     def resolved_device(self) -> torch.device:
+        """The device to run on; ValueError if the one asked for is not there."""
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        device = torch.device(self.device)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"invalid device={self.device!r}: cuda requested but torch.cuda.is_available() is "
+                                 f"False; use --device cpu or auto")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise ValueError(f"invalid device={self.device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                                 f"device(s); use --device cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or auto")
+        return device
+
+
+# Fields added after runs were cached: left out of the key at their default, so
+# that adding them kept every earlier run's key (a new field goes here too).
+KEY_OMITTED_AT_DEFAULT = ("eval_size",)
+_DEFAULTS = {f.name: f.default for f in fields(SearchConfig) if f.name in KEY_OMITTED_AT_DEFAULT}

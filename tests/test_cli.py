@@ -36,5 +36,8 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert set(stats) == {"growing", "width", "bilevel"} and all("holds" in v for v in stats.values())
     assert cli_main(["search", "--algorithm", "foo", "--out", str(tmp_path / "x")]) == 2
     assert "choose one of" in capsys.readouterr().err
+    # --epochs 0 used to "finish" an empty run: now refused before anything runs
     assert cli_main(["search", "--preset", "growing", "--epochs", "0", "--out", str(tmp_path / "p"),
-                     "--no-progress", "--data", "synthetic"]) == 0
+                     "--no-progress", "--data", "synthetic"]) == 2
+    assert "invalid epochs=0: must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
