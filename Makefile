@@ -15,7 +15,7 @@ REQUIREJS_VERSION := 2.3.7
 MATHJAX_VERSION := 3.2.2
 JS_STAMP := node_modules/.setup-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)-mathjax-$(MATHJAX_VERSION)
 
-.PHONY: setup book test unit-nbval browser-test bench calibrate clean distclean
+.PHONY: setup book test unit-nbval browser-test bench calibrate study clean distclean
 
 setup: $(SETUP_STAMP) $(JS_STAMP)
 
@@ -88,6 +88,14 @@ bench: setup
 # rewrites sweeps/calibration.csv, which the calibration chapter reads.
 calibrate: setup
 	$(PY) -m nas_core calibrate --specs sweeps --table sweeps/calibration.csv --workers 2
+
+# Reruns the faithful-replication study (nas_core/chapters/study.py): the
+# faithful presets on seeds 0-9, the ablation and the ladder rungs within reach
+# of two cores, in the shared run cache (resumable; finished runs are reused),
+# and rewrites study/runs.csv and study/curves.csv, which the book draws from.
+# Several hours on two cores from scratch.
+study: setup
+	$(PY) -m nas_core study --workers 2 --out study
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

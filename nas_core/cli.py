@@ -12,6 +12,7 @@ import numpy as np
 
 from . import __version__, presets
 from .config import Intervention, SearchConfig
+from .faults import DivergenceError, finite_or_none
 from .history import RunError, load, run
 from .patterns import statistics
 
@@ -108,6 +109,8 @@ def main(argv=None):
                     help="calibrated CPU defaults; other flags override them")
     ps.add_argument("--out", default=None, help="run directory (default: the run cache, keyed by the config)")
     ps.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
+    ps.add_argument("--restart", action="store_true",
+                    help="discard the checkpoint and history of this config's run directory and start over")
     ps.add_argument("--no-progress", action="store_true")
     _add_config_flags(ps)
     sh = sub.add_parser("show", help="summarise a run directory")
@@ -128,25 +131,35 @@ def main(argv=None):
     ca.add_argument("--specs", default="sweeps", help="directory of the studies' sweep specs")
     ca.add_argument("--table", default="sweeps/calibration.csv")
     ca.add_argument("--workers", type=int, default=2)
+    sy = sub.add_parser("study", help="run the faithful-replication study (see nas_core.chapters.study)")
+    sy.add_argument("--workers", type=int, default=2)
+    sy.add_argument("--out", default="study", help="directory of the study's tables")
+    sy.add_argument("--rung", action="append", help="run only this rung (repeatable)")
+    sy.add_argument("--tables-only", action="store_true", help="write the tables of what has finished; run nothing")
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
-            h = run(config_from_args(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+            h = run(config_from_args(args), args.out, overwrite=args.overwrite, restart=args.restart,
+                    progress=not args.no_progress)
             final = f"; final derived cell {h.last['derived']}" if h.records else ""
             print(f"{h.path}: {len(h)} epochs{final}")
         elif args.command == "show":
             show(args.run_dir)
         elif args.command == "stats":
-            print(json.dumps(statistics(load(args.run_dir), args.cell_type), indent=1))
+            print(json.dumps(finite_or_none(statistics(load(args.run_dir), args.cell_type)), indent=1, allow_nan=False))
         elif args.command == "sweep":
             from .sweep import main as sweep_main
 
             return sweep_main(args)
+        elif args.command == "study":
+            from .chapters.study import main as study_main
+
+            return study_main(args)
         elif args.command == "calibrate":
             from .calibration import main as calibrate_main
 
             return calibrate_main(args)
-    except (ValueError, RunError, FileNotFoundError) as err:
+    except (ValueError, RunError, DivergenceError, FileNotFoundError) as err:  # one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

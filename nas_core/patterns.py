@@ -84,7 +84,80 @@ def bilevel(h: History, cell_type: str = "normal") -> dict:
             "min_fraction": float(frac.min()), "holds": bool(holds)}
 
 
-PATTERNS = {"growing": growing, "width": width, "bilevel": bilevel}
+# ---- tie-aware versions: stricter, never looser -------------------------------
+#
+# While p is near uniform an argmax flips on noise (the first small runs saw
+# edges flip with p within 0.02 of uniform, and one seed pass a statistic on
+# one machine and fail it on another). So an edge counts as *selected* only if
+# its best op other than ``none`` beats p(none) by at least TIE_MARGIN, and as
+# ``none`` only if p(none) beats every other op by that margin; otherwise it is
+# *undecided*, and an undecided edge always counts against the pattern. The
+# margin was fixed before the faithful-replication runs that these statistics
+# judge (0.02 in probability: 16% of the uniform 1/8) and is not to be loosened.
+
+TIE_MARGIN = 0.02
+SELECTED, NONE_WINS, UNDECIDED = "selected", "none", "undecided"
+
+
+def edge_decisions(probs, margin: float = TIE_MARGIN) -> list[str]:
+    """Per edge of one cell (``probs``: edges x ops, ``none`` first): selected,
+    none or undecided, by the margin between p(none) and the best other op."""
+    p = np.asarray(probs, dtype=float)
+    gap = p[:, 1:].max(axis=1) - p[:, 0]
+    return [SELECTED if g >= margin else NONE_WINS if g <= -margin else UNDECIDED for g in gap]
+
+
+def _decisions(h: History, cell_type: str) -> list[list[str]]:
+    return [edge_decisions(p) for p in h.series("probs", cell_type)]
+
+
+def growing_decisive(h: History, cell_type: str = "normal") -> dict:
+    """``growing`` with ties counted against it: early on, the edges not
+    decisively ``none`` (selected or undecided) fall to <= 1/4 within the first
+    third of the epochs; at the end >= 0.6 of the edges are decisively selected;
+    and the same p(none) rise and fall as ``growing``."""
+    dec = _decisions(h, cell_type)
+    n = len(dec[0])
+    not_none = np.array([sum(d != NONE_WINS for d in row) for row in dec], dtype=float) / n
+    early = not_none[: max(1, math.ceil(len(dec) / 3))]
+    final = sum(d == SELECTED for d in dec[-1]) / n
+    paper = growing(h, cell_type)
+    p_rise_fall = paper["p_none_peak_epoch"] > 1 and paper["p_none_final"] <= paper["p_none_peak"] - 0.05
+    return {"early_min_not_none_fraction": float(early.min()), "final_selected_fraction": float(final),
+            "final_undecided": sum(d == UNDECIDED for d in dec[-1]),
+            "holds": bool(early.min() <= GROWING_EARLY_MAX and final >= GROWING_FINAL_MIN and p_rise_fall)}
+
+
+def width_decisive(h: History, cell_type: str = "normal") -> dict:
+    """``width`` with ties counted against it: every edge between intermediate
+    nodes is decisively ``none`` and >= 3/4 of the input edges are decisively
+    selected, at the end."""
+    top = h.config.topology
+    dec = _decisions(h, cell_type)[-1]
+    inputs = sum(dec[e] == SELECTED for e in top.input_edges) / len(top.input_edges)
+    deep_not_none = sum(dec[e] != NONE_WINS for e in top.deep_edges)
+    return {"input_edges_fraction": inputs, "deep_edges_not_none": deep_not_none,
+            "undecided": sum(d == UNDECIDED for d in dec),
+            "holds": bool(deep_not_none == 0 and inputs >= WIDTH_INPUT_MIN)}
+
+
+def bilevel_decisive(h: History, cell_type: str = "normal") -> dict:
+    """``bilevel`` with ties counted against it: a bi-level run holds when every
+    edge is decisively ``none`` at the end; its single-level control when >= 3/4
+    of the edges are decisively selected."""
+    dec = _decisions(h, cell_type)[-1]
+    n = len(dec)
+    role = "bilevel" if h.config.level == "bi" else "control"
+    selected = sum(d == SELECTED for d in dec)
+    none = sum(d == NONE_WINS for d in dec)
+    holds = none == n if role == "bilevel" else selected / n >= BILEVEL_CONTROL_MIN
+    return {"role": role, "final_selected": selected, "final_none": none, "final_undecided": n - selected - none,
+            "holds": bool(holds)}
+
+
+PATTERNS = {"growing": growing, "width": width, "bilevel": bilevel,
+            "growing_decisive": growing_decisive, "width_decisive": width_decisive,
+            "bilevel_decisive": bilevel_decisive}
 
 
 # What the calibration study found at CPU scale, where the paper's statistic

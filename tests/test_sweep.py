@@ -55,7 +55,7 @@ def test_grid_yaml_and_plan(tmp_path):
     assert len(trials) == 8 and meta["seeds"] == [0, 1]
     t = trials[3]
     assert t.fields == {"algorithm": "darts", "level": "bi", "arch_lr": 0.01} and t.seed == 1
-    assert t.params["logit_scale"] == 20.0 and t.params["epochs"] == 2 and t.params["seed"] == 1  # preset, base
+    assert t.params["augment_shift"] == 1 and t.params["epochs"] == 2 and t.params["seed"] == 1  # preset, base
     assert Path(t.dir) == (tmp_path / "out" / "trials" / t.trial_id).resolve()
 
 
@@ -185,11 +185,8 @@ def test_notebook_sweep(tmp_path):
         sweep.run_sweep(str(NOTEBOOK), {"grid": {"algorithm": ["nope"]}}, "0", tmp_path / "bad")
 
 
-def test_ray_backend(tmp_path, monkeypatch):
-    pytest.importorskip("ray")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local instance, never a cluster
-    # this machine is shared: another job's memory must not make Ray's OOM killer take our tiny workers
-    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+def test_ray_backend(tmp_path, ray_local):
+    """Search trials as Ray tasks, on the local instance of tests/conftest.py."""
     grid = {"base": TINY, "grid": {"data": ["synthetic", MISSING_CIFAR]}}
     table = sweep.run_sweep("search", grid, "0", tmp_path / "ray", workers=2, backend="ray")
     assert list(table.status) == ["ok", "failed"]

@@ -1,0 +1,274 @@
+"""The faithful-replication study: the faithful presets, the ablation (each
+departure of the first calibration put back alone) and the ladder toward the
+paper's scale. Every run is a config in the shared run cache, so the book, the
+study and a rerun share finished runs; ``make study`` runs what is missing and
+writes the study's tidy tables (``study/*.csv``), which the book draws from.
+
+The design was fixed before its runs: settings are chosen on seeds 0-4 only;
+seeds 5-9 are held out and reported on their own. Rungs marked ``cpu=False``
+are out of reach on two cores; the study prints their commands instead.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import patterns
+from ..config import SearchConfig
+from ..history import History, run_all
+from ..ops import OPS, PARAMETRIC
+from ..presets import DEPARTURES, preset
+
+CHOICE_SEEDS = tuple(range(5))
+HELDOUT_SEEDS = tuple(range(5, 10))
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One row of the study: a preset with overrides, run at ``seeds``."""
+
+    name: str
+    group: str                       # ablation | ladder
+    preset: str
+    overrides: dict = field(default_factory=dict)
+    seeds: tuple = CHOICE_SEEDS
+    cpu: bool = True                 # within reach of two CPU cores
+    note: str = ""
+
+    def configs(self) -> list[SearchConfig]:
+        return [preset(self.preset, seed=s, **self.overrides) for s in self.seeds]
+
+    def command(self) -> str:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
+        return f"python -m nas_core search --preset {self.preset} {flags} --seed SEED".replace("  ", " ")
+
+
+RUNGS: tuple[Rung, ...] = (
+    # the faithful presets, on the choice seeds and on the held-out seeds
+    Rung("faithful DSNAS", "ladder", "growing", note="4 cells, C=8, batch 32, 8.4k steps"),
+    Rung("faithful DSNAS, held-out seeds", "heldout", "growing", seeds=HELDOUT_SEEDS),
+    Rung("faithful bi-level DARTS", "ladder", "bilevel", note="3 cells, 128 clean train images, 1.6k steps"),
+    Rung("faithful single-level control", "ladder", "bilevel-control"),
+    Rung("faithful bi-level DARTS, held-out seeds", "heldout", "bilevel", seeds=HELDOUT_SEEDS),
+    Rung("faithful single-level control, held-out seeds", "heldout", "bilevel-control", seeds=HELDOUT_SEEDS),
+    # the ablation: one departure of the first calibration at a time
+    *(Rung(name, "ablation", "growing", overrides) for name, overrides in DEPARTURES.items() if overrides),
+    # further up the ladder
+    Rung("DSNAS 20k steps", "ladder", "growing", {"epochs": 714}, note="2.4x the faithful preset's steps"),
+    Rung("bi-level DARTS, 256 clean images", "ladder", "bilevel", {"train_size": 256},
+         note="a smaller generalisation gap"),
+    Rung("DSNAS 78k steps", "ladder", "growing", {"epochs": 2786}, cpu=False,
+         note="the paper's steps: about 75 min per seed on one core"),
+    Rung("DSNAS, the paper's network", "ladder", "growing", {"cells": 8, "channels": 16, "batch_size": 96,
+                                                             "epochs": 933}, cpu=False,
+         note="8 cells, C=16, batch 96, 8.4k steps"),
+    Rung("bi-level DARTS 13k steps", "ladder", "bilevel", {"epochs": 3250}, cpu=False,
+         note="the paper's bi-level steps"),
+)
+
+
+def rung(name: str) -> Rung:
+    for r in RUNGS:
+        if r.name == name:
+            return r
+    raise ValueError(f"unknown rung {name!r}; rungs are: {', '.join(r.name for r in RUNGS)}")
+
+
+# ---- the tables ------------------------------------------------------------------
+TABLE_DIR = Path(__file__).resolve().parents[2] / "study"
+RUNS_TABLE, CURVES_TABLE = "runs.csv", "curves.csv"
+STATISTICS = ("growing", "growing_decisive", "width", "width_decisive", "bilevel", "bilevel_decisive")
+CURVE_POINTS = 150   # at most this many epochs per run in the curves table (evenly spaced, last one kept)
+_CONV = [OPS.index(o) for o in PARAMETRIC]
+
+
+TRAIN_SPLIT = {"digits": 898, "synthetic": 96, "cifar10": 25_000}  # half of each dataset (nas_core.data)
+
+
+def _steps_per_epoch(h: History) -> int:
+    n = min(h.config.train_size or TRAIN_SPLIT[h.config.data], TRAIN_SPLIT[h.config.data])
+    return max(1, n // h.config.batch_size)
+
+
+def _winners(record: dict, cell_type: str = "normal") -> str:
+    """Each edge's argmax op at one epoch (``none`` counted), e.g. 'skip|none|...'."""
+    return "|".join(record["derived"][cell_type])
+
+
+def _edge_conv_cost(record: dict, split: str, cell_type: str = "normal"):
+    """Per edge: the mean cost of its parametric ops in one epoch, summed over
+    the cells of ``cell_type`` (NaN where none was computed)."""
+    stats = record["cost"].get(split)
+    if stats is None:
+        return None
+    mean = np.array(stats["mean"], dtype=float)[..., _CONV]          # cells, edges, convs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an edge whose convolutions never ran: NaN
+        per_cell = np.nanmean(mean, axis=-1)
+    return np.nansum(per_cell, axis=0) if np.isfinite(per_cell).any() else np.full(per_cell.shape[1], np.nan)
+
+
+def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
+    """One row of the runs table: the rung, the seed, the statistics (the
+    paper's and the tie-aware ones), accuracy and gap, early and late winners,
+    how long the train output cost stayed positive, and the runtime."""
+    c, recs = h.config, h.records
+    last10 = recs[-max(1, len(recs) // 10):]
+    train_acc = float(np.mean([r["train_acc"] for r in last10]))
+    held_acc = float(np.mean([r["heldout_acc"] for r in last10]))
+    positive = [r["output_cost"]["train"]["output_cost"] > 0 for r in recs]
+    first_negative = positive.index(False) if False in positive else len(positive)
+    p_none = np.array(recs[-1]["p_none"][cell_type])
+    row = {"rung": rung.name, "group": rung.group, "seed": c.seed, "heldout_seed": c.seed in HELDOUT_SEEDS,
+           "run": h.path.name if h.path else None, "epochs": len(recs), "steps": len(recs) * _steps_per_epoch(h),
+           "minutes": sum(r["seconds"] for r in recs) / 60,
+           "train_acc": train_acc, "heldout_acc": held_acc, "gap": train_acc - held_acc,
+           "final_selected": recs[-1]["n_selected"][cell_type],
+           "early_winners": _winners(recs[max(0, math.ceil(len(recs) / 10) - 1)], cell_type),
+           "late_winners": _winners(recs[-1], cell_type),
+           "positive_output_cost_steps": first_negative * _steps_per_epoch(h),
+           **{f"p_none_e{e}": float(v) for e, v in enumerate(p_none)}}
+    stats = patterns.statistics(h, cell_type)
+    for name in STATISTICS:
+        row[f"{name}.holds"] = stats[name]["holds"]
+    row["growing.early_min_fraction"] = stats["growing"]["early_min_fraction"]
+    row["width.input_edges_fraction"] = stats["width"]["input_edges_fraction"]
+    row["width.deep_edges_selected"] = stats["width"]["deep_edges_selected"]
+    row["width_decisive.undecided"] = stats["width_decisive"]["undecided"]
+    return row
+
+
+def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
+    """Per epoch (thinned to CURVE_POINTS): edges selected (argmax and
+    decisively), p(none) per edge, accuracies, the train output cost, and the
+    mean conv cost of the input edges and of the deep edges on each split."""
+    top = h.config.topology
+    recs = h.records
+    keep = sorted(set(np.linspace(0, len(recs) - 1, min(CURVE_POINTS, len(recs))).round().astype(int)))
+    rows = []
+    for i in keep:
+        r = recs[i]
+        dec = patterns.edge_decisions(r["probs"][cell_type])
+        row = {"rung": rung.name, "seed": h.config.seed, "epoch": r["epoch"],
+               "step": r["epoch"] * _steps_per_epoch(h),
+               "selected": r["n_selected"][cell_type], "decisively_selected": dec.count(patterns.SELECTED),
+               "undecided": dec.count(patterns.UNDECIDED),
+               "train_acc": r["train_acc"], "heldout_acc": r["heldout_acc"],
+               "train_output_cost": r["output_cost"]["train"]["output_cost"],
+               **{f"p_none_e{e}": v for e, v in enumerate(r["p_none"][cell_type])}}
+        for split in ("train", "heldout"):
+            cost = _edge_conv_cost(r, split, cell_type)
+            for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
+                vals = [] if cost is None else [cost[e] for e in edges if np.isfinite(cost[e])]
+                row[f"conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan
+        rows.append(row)
+    return rows
+
+
+def rungs(cpu_only: bool = True) -> list[Rung]:
+    return [r for r in RUNGS if r.cpu or not cpu_only]
+
+
+def run_study(workers: int = 2, cache_dir=None, names=None) -> dict[str, list[History]]:
+    """Run (or load from the run cache) every rung within reach; rung name -> histories."""
+    chosen = [rung(n) for n in names] if names else rungs()
+    configs = [c for r in chosen for c in r.configs()]
+    histories = run_all(configs, workers=workers, cache_dir=cache_dir)
+    out, i = {}, 0
+    for r in chosen:
+        out[r.name] = histories[i:i + len(r.seeds)]
+        i += len(r.seeds)
+    return out
+
+
+def finished(cache_dir=None, names=None) -> dict[str, list[History]]:
+    """The rungs' runs that have finished in the run cache, computing nothing
+    (to write the tables while a study is still running)."""
+    from ..history import RunError, load, run_dir_for
+
+    out = {}
+    for r in ([rung(n) for n in names] if names else rungs()):
+        hs = []
+        for c in r.configs():
+            try:
+                h = load(run_dir_for(c, cache_dir))
+            except (RunError, OSError):
+                continue
+            if h.config.key() == c.key() and h.finished:
+                hs.append(History(c, h.records[: c.epochs], h.path))
+        if hs:
+            out[r.name] = hs
+    return out
+
+
+def tables(histories: dict[str, list[History]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs table and the curves table of finished rungs."""
+    runs, curves = [], []
+    for name, hs in histories.items():
+        r = rung(name)
+        for h in hs:
+            runs.append(run_row(r, h))
+            curves.extend(curve_rows(r, h))
+    return pd.DataFrame(runs), pd.DataFrame(curves)
+
+
+def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, curves = tables(histories)
+    paths = []
+    for frame, name in ((runs, RUNS_TABLE), (curves, CURVES_TABLE)):
+        tmp = out / (name + ".tmp")
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        tmp.replace(out / name)
+        paths.append(out / name)
+    return tuple(paths)
+
+
+def load_tables(out: str | Path = TABLE_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The committed study tables (``make study`` writes them)."""
+    out = Path(out)
+    missing = [n for n in (RUNS_TABLE, CURVES_TABLE) if not (out / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out}: no {', '.join(missing)}; run `make study` to compute the study")
+    return pd.read_csv(out / RUNS_TABLE), pd.read_csv(out / CURVES_TABLE)
+
+
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per rung: on how many seeds each statistic holds (paper's and tie-aware),
+    the mean gap and accuracies, and the mean runtime."""
+    cols = [f"{s}.holds" for s in STATISTICS]
+    g = runs.groupby("rung", sort=False)
+    out = g[cols].sum().astype(int)
+    out.insert(0, "seeds", g.size())
+    out["train_acc"] = g["train_acc"].mean()
+    out["heldout_acc"] = g["heldout_acc"].mean()
+    out["gap"] = g["gap"].mean()
+    out["minutes"] = g["minutes"].mean()
+    return out
+
+
+def main(args) -> int:
+    """``python -m nas_core study``: run what is missing, write the tables, print
+    the summary and the commands of the rungs out of reach here."""
+    names = args.rung or None
+    histories = finished(names=names) if args.tables_only else run_study(workers=args.workers, names=names)
+    if not histories:
+        print("no rung has a finished run yet: nothing to tabulate (run `make study`)", file=sys.stderr)
+        return 1
+    paths = write_tables(histories, args.out)
+    runs, _ = load_tables(args.out)
+    print(summary(runs).to_string())
+    print(f"\ntables: {paths[0]}, {paths[1]}")
+    far = [r for r in RUNGS if not r.cpu]
+    if far:
+        print("\nout of reach on two cores (run them on a larger machine, one per seed):", file=sys.stderr)
+        for r in far:
+            print(f"  {r.name} ({r.note}): {r.command()}", file=sys.stderr)
+    return 0
