@@ -460,7 +460,8 @@ def _ray(trials: list[Trial], workers: int, report):
         if os.environ.get("RAY_ADDRESS"):
             ray.init(address="auto")
         else:
-            ray.init(num_cpus=workers if workers > 0 else None, include_dashboard=False)
+            # "local": a new instance even if a `ray start` cluster runs on this machine
+            ray.init(address="local", num_cpus=workers if workers > 0 else None, include_dashboard=False)
         started_here = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(_run_in_worker)

@@ -1,0 +1,43 @@
+"""Shared fixtures."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+# Ray's environment for a local test instance: no usage-stats report (the
+# machine may be offline), no memory monitor (the machine is shared: another
+# job's memory must not make Ray's OOM killer take our tiny workers).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_memory_monitor_refresh_ms": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance with 2 CPUs, started once per test module and shut
+    down at its end; ``nas_core.sweep``'s Ray backend uses it (it starts none
+    itself when Ray is initialized).  Ray is pinned in requirements.txt, so
+    its absence fails rather than skips."""
+    try:
+        import ray
+    except ImportError:
+        pytest.fail("ray is pinned in requirements.txt but not installed: make setup")
+    old = {k: os.environ.get(k) for k in [*RAY_ENV, "RAY_ADDRESS"]}
+    os.environ.update(RAY_ENV)
+    os.environ.pop("RAY_ADDRESS", None)  # a local instance, never a cluster
+    # its own short temp dir (Ray's socket paths must stay under ~107 characters;
+    # other Ray sessions on this machine keep theirs)
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=100 * 1024**2, _temp_dir=temp_dir)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
