@@ -222,10 +222,12 @@ def output_frame(runs, splits=("train", "heldout")):
 # ---------------------------------------------------------------------------
 
 def load_search(history) -> Search:
-    """A Search holding a finished run's last weights (its checkpoint)."""
+    """A Search holding a finished run's last weights (its checkpoint at its last
+    epoch, loaded with weights_only=True and checked; RunError if there is none)."""
+    from .history import checkpoint_of
+
     s = Search(history.config)
-    state = torch.load(history.path / "checkpoint.pt", map_location=s.device, weights_only=False)
-    s.load_state_dict(state)
+    checkpoint_of(history, s)
     return s
 
 

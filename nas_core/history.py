@@ -1,21 +1,28 @@
 """Run directories: saving, resuming and loading a search, and the run cache.
 
 A run directory holds ``config.json``, ``history.jsonl`` (one JSON object per
-finished epoch) and ``checkpoint.pt`` (the state after the last finished epoch).
-A history line is written before its checkpoint, so a run killed at any moment
-resumes from its checkpoint and recomputes at most one epoch, identically.
-A finished run is never recomputed, and a directory holding another config is
-never overwritten unless asked.
+finished epoch, each with a digest of itself) and ``checkpoint.pt`` (the state
+after the last finished epoch, with a digest; the one before is kept as
+``checkpoint.prev.pt``). Every file is written whole (a temporary file, fsync,
+rename) and in strict JSON. A history line is written before its checkpoint,
+so a run killed at any moment resumes from its checkpoint and recomputes at
+most one epoch, identically; an unreadable checkpoint falls back to the
+previous one, else is a RunError that says how to go on. A finished run is
+never recomputed, and a directory holding another config is never overwritten
+unless asked.
 """
 from __future__ import annotations
 
-import json
+import io
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
+from . import faults
 from .config import SearchConfig
 
 
@@ -63,31 +70,44 @@ class History:
         return f"History({self.config.algorithm}, {len(self)}/{self.config.epochs} epochs, {self.path})"
 
 
+CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+RUN_FILES = ("history.jsonl", CHECKPOINT, PREVIOUS)
+_RESTART = "pass --restart (restart=True) to discard this directory's checkpoint and history and start over"
+
+
 def _read_config(path: Path) -> SearchConfig:
+    file = path / "config.json"
     try:
-        return SearchConfig.from_dict(json.loads((path / "config.json").read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise RunError(f"{path / 'config.json'} is unreadable ({err}); move the directory aside or "
-                       f"delete it to start again") from err
+        return SearchConfig.from_dict(faults.loads(file.read_text(), file))
+    except faults.NonStrictJSON as err:
+        raise RunError(f"{err}; move the directory aside, or pass --overwrite to replace its run") from None
+    except (TypeError, ValueError) as err:
+        raise RunError(f"{file} is unreadable ({err}); move the directory aside, or pass --overwrite to replace "
+                       f"its run") from err
 
 
 def _read_records(path: Path) -> list[dict]:
-    """History lines; a torn last line (a run killed while writing) is dropped,
-    a corrupt line elsewhere is an error that names it."""
+    """History lines, each checked against its digest. A torn last line (no
+    newline: a run killed while writing it) is dropped; any other bad line is
+    an error that names it."""
     file = path / "history.jsonl"
     if not file.exists():
         return []
-    lines = file.read_text().splitlines()
+    lines = file.read_bytes().split(b"\n")  # the last item is b"" unless the last line is torn
     records = []
-    for n, line in enumerate(lines, 1):
+    for n, raw in enumerate(lines, 1):
+        if n == len(lines):
+            break  # b"", or a torn line
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(lines):
-                break
-            raise RunError(f"{file}: line {n} is corrupt; the epochs before it are intact. Truncate the file to "
-                           f"its first {n - 1} lines to resume from there (the checkpoint is reloaded only if it "
-                           f"matches), or delete the run directory.") from None
+            records.append(faults.parse_line(raw.decode()))
+        except faults.NonStrictJSON as err:
+            raise RunError(f"{file}: line {n} holds {str(err).split(' holds ', 1)[-1]}; the {n - 1} epochs before "
+                           f"it are intact. Truncate the file to its first {n - 1} lines to resume from there, or "
+                           f"{_RESTART}.") from None
+        except ValueError as err:
+            raise RunError(f"{file}: line {n} is corrupt ({err}); the {n - 1} epochs before it are intact. "
+                           f"Truncate the file to its first {n - 1} lines to resume from there (the checkpoint is "
+                           f"reloaded only if it matches), or {_RESTART}.") from None
     for i, r in enumerate(records, 1):
         if r.get("epoch") != i:
             raise RunError(f"{file}: line {i} has epoch {r.get('epoch')}, expected {i}; the file is out of order")
@@ -102,33 +122,182 @@ def load(path: str | Path) -> History:
     return History(_read_config(path), _read_records(path), path)
 
 
-def _write_atomic(file: Path, write: Callable[[Path], None]):
+# ---- writing: every file whole or not at all ------------------------------------------
+
+def _write_file(file: Path, data: bytes):
+    """Write and fsync (tests replace this to simulate a full disk)."""
+    with open(file, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _append(fh, text: str):
+    """Append to an open file and fsync (tests replace this to simulate a full disk)."""
+    fh.write(text)
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(file: Path, data: bytes | Callable[[Path], None], previous: Path | None = None,
+                  fault: tuple[str, int] | None = None):
+    """Replace ``file`` by ``data`` (bytes, or a function writing a path) so that
+    a reader sees the old file or the new one, never a part; with ``previous``,
+    the old file is kept there. ``fault``: the (point, epoch) of the test hooks."""
     tmp = file.with_suffix(file.suffix + ".tmp")
-    write(tmp)
-    os.replace(tmp, file)
+    try:
+        if callable(data):
+            data(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        elif fault and faults.injected(f"{fault[0]}-torn", fault[1]):
+            _write_file(tmp, data[: len(data) // 2])
+            faults.die()
+        else:
+            _write_file(tmp, data)
+        if previous is not None and file.exists():
+            os.replace(file, previous)
+            if fault and faults.injected(f"{fault[0]}-rotated", fault[1]):
+                faults.die()
+        os.replace(tmp, file)
+        _fsync_dir(file.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict, epoch: int | None = None):
+    """``checkpoint.pt`` (with a digest of its content), the one before kept as ``checkpoint.prev.pt``."""
+    buf = io.BytesIO()
+    torch.save({**state, "digest": faults.state_digest(state)}, buf)
+    _write_atomic(path / CHECKPOINT, buf.getvalue(), previous=path / PREVIOUS,
+                  fault=("checkpoint", epoch) if epoch is not None else None)
+
+
+def load_checkpoint(file: str | Path, map_location=None) -> dict:
+    """A checkpoint, loaded with ``weights_only=True`` (nothing in it can run
+    code) and checked against its digest; RunError if unreadable or changed."""
+    file = Path(file)
+    try:
+        state = torch.load(file, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"{file.name} is missing") from None
+    except Exception as err:  # noqa: BLE001 - a cut-short or corrupt file fails in many ways
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise RunError(f"{file.name} is unreadable ({type(err).__name__}: {first})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        raise RunError(f"{file.name} is not a checkpoint of a search")
+    digest = state.pop("digest", None)  # None: written by an older version
+    if digest is not None and digest != faults.state_digest(state):
+        raise RunError(f"{file.name} is corrupt (its digest does not match its content)")
+    return state
+
+
+def _matches(state: dict, records: list[dict], name: str, epochs: int | None = None):
+    """RunError unless the checkpoint is at a finished epoch (``epochs``, if given)
+    and its alpha is that epoch's record's."""
+    e = state["epoch"]
+    if not 1 <= e <= len(records) or (epochs is not None and e != epochs):
+        raise RunError(f"{name} is at epoch {e}, history.jsonl holds {len(records)} epochs")
+    recorded = records[e - 1].get("alpha", {})
+    try:
+        same = set(recorded) == set(state["alpha"]) and all(
+            np.allclose(np.asarray(recorded[t], dtype=float), a.double().cpu().numpy(), rtol=0, atol=1e-5)
+            for t, a in state["alpha"].items())
+    except (AttributeError, KeyError, TypeError, ValueError):
+        same = False
+    if not same:
+        raise RunError(f"{name} (epoch {e}) does not match history.jsonl: its alpha is not epoch {e}'s")
+
+
+def _restore(path: Path, records: list[dict], search, epochs: int | None = None) -> dict:
+    """Load into ``search`` the newest checkpoint that is readable and agrees
+    with the history, falling back to the previous one with a warning."""
+    problems = []
+    for name in (CHECKPOINT, PREVIOUS):
+        try:
+            state = load_checkpoint(path / name, search.device)
+            _matches(state, records, name, epochs)
+            search.load_state_dict(state)
+        except RunError as err:
+            problems.append(str(err))
+            continue
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:  # another network's state
+            problems.append(f"{name} does not fit this config ({type(err).__name__}: {str(err)[:120]})")
+            continue
+        if problems and problems != [f"{CHECKPOINT} is missing"]:
+            warnings.warn(f"{path}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']})",
+                          RuntimeWarning, stacklevel=3)
+        return state
+    raise RunError(f"{path}: no usable checkpoint for the {len(records)} finished epochs of history.jsonl "
+                   f"({'; '.join(problems)}). Those epochs are intact (load() and `show` read them); to compute "
+                   f"the run again, {_RESTART}.")
+
+
+def checkpoint_of(history: History, search) -> dict:
+    """Load a finished run's last weights (its checkpoint at its last epoch) into ``search``."""
+    return _restore(history.path, history.records, search, epochs=len(history.records))
+
+
+def _history_line(record: dict) -> str:
+    try:
+        return faults.line_with_digest(record) + "\n"
+    except ValueError:
+        where = faults.nonfinite_path(record)
+        if where is None:
+            raise
+        raise faults.DivergenceError(f"the search diverged in epoch {record.get('epoch')}: its record's {where} "
+                                     f"is not finite") from None
+
+
+def _without_time(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
 def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str | Path | None = None,
-        overwrite: bool = False, progress: bool = True, callback: Callable[[dict], None] | None = None,
-        splits=None) -> History:
+        overwrite: bool = False, restart: bool = False, progress: bool = True,
+        callback: Callable[[dict], None] | None = None, splits=None) -> History:
     """Run (or resume, or just load) the search ``config`` in ``out``
     (default: the run cache, keyed by the config).
 
     ``callback(record)`` is called after each epoch is saved (notebooks use it
-    for live plots; tests use it to interrupt a run).
+    for live plots; tests use it to interrupt a run). ``restart``: discard the
+    checkpoint and history of this config's directory and start over;
+    ``overwrite``: the same for a directory holding another config.
+
+    A search that diverges raises :class:`~nas_core.faults.DivergenceError`;
+    its finished epochs stay, resumable, and the run is not finished.
     """
     from .search import Search
 
     path = Path(out) if out is not None else run_dir_for(config, cache_dir)
     records: list[dict] = []
     if (path / "config.json").exists():
-        existing = _read_config(path)
-        if existing.key() != config.key() and not overwrite:
-            diff = {k: (v, config.to_dict()[k]) for k, v in existing.to_dict().items() if config.to_dict()[k] != v}
+        try:
+            existing = _read_config(path)
+        except RunError:
+            if not overwrite:
+                raise
+            existing = None
+        if existing is not None and existing.key() != config.key() and not overwrite:
+            diff = {k: (v, config.to_dict()[k]) for k, v in existing.to_dict().items() if config.to_dict().get(k) != v}
             raise RunError(f"{path} holds a run with another config (differences, stored vs asked: {diff}). "
                            f"Choose another --out, or pass overwrite=True / --overwrite to replace it.")
-        if overwrite:
-            for name in ("history.jsonl", "checkpoint.pt"):
+        if overwrite or restart:
+            for name in RUN_FILES:
                 (path / name).unlink(missing_ok=True)
         else:
             records = _read_records(path)
@@ -136,17 +305,17 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
         return History(config, records[: config.epochs], path)
 
     search = Search(config, splits)
+    stale: list[dict] = []
     if records:
-        state = torch.load(path / "checkpoint.pt", map_location=search.device, weights_only=False) \
-            if (path / "checkpoint.pt").exists() else None
-        if state is None or state["epoch"] > len(records):
-            raise RunError(f"{path}: the checkpoint does not match history.jsonl ({len(records)} epochs); "
-                           f"delete the directory to start again")
-        search.load_state_dict(state)
-        records = records[: state["epoch"]]
-    path.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path / "config.json", lambda f: f.write_text(json.dumps(config.to_dict(), indent=1)))
-    _write_atomic(path / "history.jsonl", lambda f: f.write_text("".join(json.dumps(r) + "\n" for r in records)))
+        state = _restore(path, records, search)
+        records, stale = records[: state["epoch"]], records[state["epoch"]:]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path / "config.json", faults.dumps(config.to_dict(), indent=1).encode(), fault=("config", 0))
+        if (path / "history.jsonl").exists():  # without a torn last line or epochs to recompute
+            _write_atomic(path / "history.jsonl", "".join(_history_line(r) for r in records).encode())
+    except OSError as err:
+        raise RunError(f"{path}: cannot write the run directory ({err}); nothing in it was changed") from err
 
     bar = None
     if progress:
@@ -154,12 +323,39 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
 
         bar = tqdm(total=config.epochs, initial=len(records), desc=f"{config.algorithm} {path.name}", leave=False)
     try:
-        with open(path / "history.jsonl", "a") as fh:
+        fh = open(path / "history.jsonl", "a")
+    except OSError as err:
+        raise RunError(f"{path}: cannot write history.jsonl ({err}); the {len(records)} finished epochs are "
+                       f"intact") from err
+    try:
+        with fh:
             while search.epoch < config.epochs:
-                record = search.run_epoch()
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                _write_atomic(path / "checkpoint.pt", lambda f: torch.save(search.state_dict(), f))
+                try:
+                    record = search.run_epoch()
+                    line = _history_line(record)
+                except faults.DivergenceError as err:
+                    kept = (f"the {len(records)} finished epoch(s) before it are kept in {path}, resumable"
+                            if records else f"no epoch finished ({path})")
+                    raise faults.DivergenceError(f"{err}; {kept}; the run is not finished") from None
+                e = record["epoch"]
+                if stale and _without_time(stale[:1]) != _without_time([record]):
+                    warnings.warn(f"{path}: epoch {e} recomputed differs from its earlier record (another machine or "
+                                  f"thread count?); the new one is kept", RuntimeWarning, stacklevel=2)
+                stale = stale[1:]
+                try:
+                    if faults.injected("history-torn", e):
+                        fh.write(line[: len(line) // 2])
+                        fh.flush()
+                        faults.die()
+                    _append(fh, line)
+                    if faults.injected("history", e):
+                        faults.die()
+                    save_checkpoint(path, search.state_dict(), e)
+                except OSError as err:
+                    raise RunError(f"{path}: cannot save epoch {e} ({err}); the {len(records)} finished epochs "
+                                   f"before it are intact: free space or fix permissions, then rerun to resume") from err
+                if faults.injected("checkpoint", e):
+                    faults.die()
                 records.append(record)
                 if bar is not None:
                     bar.update(1)

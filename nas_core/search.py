@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from . import data as datasets
 from .config import SearchConfig
 from .cost import CostStats, OutputCostStats
+from .faults import DivergenceError
 from .ops import NONE, OPS
 from .relax import Darts, probabilities, relaxation
 from .space import derive, derive_darts, selected_edges, width_depth
@@ -79,6 +80,7 @@ class Search:
             self.cell_index.append((t, seen[t]))
             seen[t] += 1
         self.epoch = 0
+        self.step = 0
 
     # ---- schedules -------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
@@ -142,10 +144,23 @@ class Search:
                 torch.nn.utils.clip_grad_norm_([a], self.config.arch_grad_clip)
         self.a_opt.step()
 
-    def _weight_step(self):
-        torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], self.config.grad_clip,
+    def _weight_step(self) -> torch.Tensor:
+        """Clip and step; returns the weights' gradient norm (before clipping)."""
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], self.config.grad_clip,
                                        foreach=True)
         self.w_opt.step()
+        return norm
+
+    def _check_finite(self, quantities: dict):
+        """Stop at the first non-finite loss, alpha or gradient norm of a step, with
+        one device sync for all of them (the record of a diverged epoch is never written)."""
+        values = torch.stack([v.detach().float().sum() for v in quantities.values()]).tolist()
+        for name, value in zip(quantities, values):
+            if not math.isfinite(value):
+                c = self.config
+                raise DivergenceError(f"the search diverged at epoch {self.epoch + 1}, step {self.step}: {name} is "
+                                      f"{value}; lower the weights' learning rate (--lr, now {c.lr:g}) or alpha's "
+                                      f"(--arch-lr, now {c.arch_lr:g})")
 
     def _record(self, stats, outs, split, logits, y, z, samples):
         if outs is not None:
@@ -161,26 +176,32 @@ class Search:
         loss = F.cross_entropy(logits, y)
         self.backward(loss, z)
         self._record(stats, outs, "train", logits, y, z, samples)
+        checks = {"the train loss": loss}
         if update_alpha:
             self._alpha_step(samples, {t: z[t].grad.sum(0) for t in z})
+            checks.update({f"alpha ({t})": a for t, a in self.alpha.items()})
         if update_weights:
-            self._weight_step()
+            checks["the weights' gradient norm"] = self._weight_step()
+        self._check_finite(checks)
         return loss.item()
 
     def heldout_alpha_step(self, x, y, generator, stats=None, outs=None, train_batch=None):
         """Bi-level: alpha moves along the cost measured on held-out data
         (first order), or DARTS' unrolled estimate (second order)."""
         samples = self.draw(generator)
+        checks = {}
         if self.config.order == 2:
             with kept_buffers(self.net):
                 cost_v, logits, z = self._unrolled_cost(x, y, *train_batch, samples)
         else:
             self.zero_grad()
             logits, z = self.forward(x, samples)
-            self.backward(F.cross_entropy(logits, y), z)
+            checks["the held-out loss"] = F.cross_entropy(logits, y)
+            self.backward(checks["the held-out loss"], z)
             cost_v = {t: z[t].grad.sum(0) for t in z}
         self._record(stats, outs, "heldout", logits, y, z, samples)
         self._alpha_step(samples, cost_v)
+        self._check_finite({**checks, **{f"alpha ({t})": a for t, a in self.alpha.items()}})
         self.zero_grad()
 
     def _unrolled_cost(self, xv, yv, xt, yt, samples):
@@ -300,6 +321,7 @@ class Search:
         if c.level == "bi":
             held = list(datasets.batches(s.heldout_x, s.heldout_y, c.batch_size, g))
         for i, (x, y) in enumerate(datasets.batches(s.train_x, s.train_y, c.batch_size, g)):
+            self.step = i + 1  # named by a DivergenceError
             x = self.view(x, g)
             if c.level == "bi" and update_alpha:
                 xv, yv = held[i % len(held)]
