@@ -6,23 +6,108 @@ own copy, so the backward pass gives per-cell costs. ``active[cell_type][e]``
 lists the ops that run on edge e; an op not listed is not computed at all (its
 Z entry must be 0), which is how DSNAS runs only the sampled op and how a
 deleted edge never computes.
+
+Two implementations of the same maths. The *plain* path is the textbook one:
+each op is its module and ``sum_k Z_k * op_k(x)``. The *fast* path (the default)
+runs in channels-last memory; an edge computes relu(x) once for every op that
+starts with it; the depthwise stages of its ops each run as their own conv, but
+their pointwise 1x1 convs run as one grouped conv and every BatchNorm of one
+stage runs as one BN over the concatenated channels (BN with batch statistics
+and ``affine=False`` is per channel, so this is exact, running statistics
+included); Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is
+``BN(y)`` with weight Z_k), read from one padded flat copy of Z per cell type by
+``index_select``, so dL/dZ arrives through the same autograd graph. Parameters
+and state_dict keys are the same in both paths. ``fast_path(False)`` (a context
+manager), ``Network(..., fast=False)`` or ``NAS_CORE_FAST=0`` selects the plain
+path; tests/test_fastpath.py checks that both give the same losses, weight
+gradients and costs.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
 from .space import Topology
+
+_FAST = os.environ.get("NAS_CORE_FAST", "1").strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def fast_enabled() -> bool:
+    """Whether networks built with ``fast=None`` (the default) take the fast path."""
+    return _FAST
+
+
+@contextlib.contextmanager
+def fast_path(enabled: bool = True):
+    """Within the block, networks built with ``fast=None`` take the fast path if
+    ``enabled``, else the plain one (the module default comes from the environment
+    variable ``NAS_CORE_FAST``, on unless it is 0)."""
+    global _FAST
+    old, _FAST = _FAST, bool(enabled)
+    try:
+        yield
+    finally:
+        _FAST = old
+
+
+MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
+    "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
+ONE = len(OPS)  # index of the constant 1 appended to each row of the flat Z
+
+
+def _batch_norm(x, bns, weight, training):
+    """The BNs ``bns`` (affine=False, one per consecutive block of channels of x)
+    applied at once, with ``weight`` multiplying the normalised output. Running
+    statistics are updated in each module as its own forward would."""
+    b0 = bns[0]
+    if len(bns) == 1:
+        rm, rv = b0.running_mean, b0.running_var
+    else:
+        rm = torch.cat([b.running_mean for b in bns])
+        rv = torch.cat([b.running_var for b in bns])
+    y = F.batch_norm(x, rm, rv, weight, None, training, b0.momentum, b0.eps)
+    if training:
+        with torch.no_grad():
+            if len(bns) > 1:
+                sizes = [b.num_features for b in bns]
+                torch._foreach_copy_([b.running_mean for b in bns], list(rm.split(sizes)))
+                torch._foreach_copy_([b.running_var for b in bns], list(rv.split(sizes)))
+            torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
+    return y
+
+
+def _pointwise(parts, convs):
+    """The 1x1 convs ``convs`` applied to ``parts`` (one input each): one grouped conv."""
+    if len(parts) == 1:
+        return F.conv2d(parts[0], convs[0].weight)
+    return F.conv2d(torch.cat(parts, dim=1), torch.cat([c.weight for c in convs]), groups=len(parts))
+
+
+def _depthwise(x, conv):
+    return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _sum_blocks(y, c, m):
+    """Sum of the m consecutive blocks of c channels of y."""
+    out = y[:, :c]
+    for i in range(1, m):
+        out = out + y[:, i * c:(i + 1) * c]
+    return out
 
 
 class MixedEdge(nn.Module):
     def __init__(self, channels: int, stride: int):
         super().__init__()
         self.stride = stride
+        self.channels = channels
         self.ops = nn.ModuleList(make_op(name, channels, stride) for name in OPS)
+        self._cache: dict = {}  # index tensors of the fast path
 
     def forward(self, x, z, active):
         out = None
@@ -30,6 +115,75 @@ class MixedEdge(nn.Module):
             y = z[k] * self.ops[k](x)
             out = y if out is None else out + y
         return out
+
+    def forward_fast(self, x, zf, base, active):
+        """The same sum as :meth:`forward`, fused (see the module docstring). ``zf``
+        is the flat padded Z of this cell type; this edge's row starts at ``base``."""
+        ops, s, c, training = self.ops, self.stride, self.channels, self.training
+        xr = None
+        blocks, bns, wix = [], [], []  # stage 1: pools and skip (reduce), weighted by Z
+        dil, sep = [], []              # (op, first unit) of the convs
+        out = None
+        for k in active:
+            if k == MAX or k == AVG:
+                if k == MAX:
+                    blocks.append(F.max_pool2d(x, 3, s, 1))
+                else:
+                    blocks.append(F.avg_pool2d(x, 3, s, 1, count_include_pad=False))
+                bns.append(ops[k][1])
+                wix.append(k)
+            elif k == SKIP:
+                op = ops[k]
+                if s == 1:
+                    out = x * zf.index_select(0, self._index(zf, base, (k,), 1))
+                    continue
+                if xr is None:
+                    xr = F.relu(x)
+                shifted = xr[:, :, 1:, 1:] if xr.shape[-1] > 1 else xr
+                a, b = F.conv2d(xr, op.conv1.weight, None, 2), F.conv2d(shifted, op.conv2.weight, None, 2)
+                if b.shape[-2:] != a.shape[-2:]:
+                    b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
+                blocks.append(torch.cat([a, b], dim=1))
+                bns.append(op.bn)
+                wix.append(k)
+            elif k == DIL3 or k == DIL5:
+                dil.append((k, ops[k]))
+            elif k == SEP3 or k == SEP5:
+                sep.append((k, ops[k][0]))
+            else:
+                raise ValueError(f"op {OPS[k]} has no fused form")
+        convs = dil + sep  # dilated first (weighted by Z), then the sep convs' first units (weight 1)
+        if convs:
+            if xr is None:
+                xr = F.relu(x)
+            blocks.append(_pointwise([_depthwise(xr, u[1]) for _, u in convs], [u[2] for _, u in convs]))
+            bns += [u[3] for _, u in convs]
+            wix += [k for k, _ in dil] + [ONE] * len(sep)
+        if blocks:
+            y = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+            y = _batch_norm(y, bns, zf.index_select(0, self._index(zf, base, tuple(wix), c)), training)
+            n_w = len(wix) - len(sep)
+            if n_w:
+                part = _sum_blocks(y, c, n_w)
+                out = part if out is None else out + part
+            if sep:
+                r = F.relu(y[:, n_w * c:])
+                units = [ops[k][1] for k, _ in sep]
+                dw2 = [_depthwise(r[:, i * c:(i + 1) * c], u[1]) for i, u in enumerate(units)]
+                y2 = _batch_norm(_pointwise(dw2, [u[2] for u in units]), [u[3] for u in units],
+                                 zf.index_select(0, self._index(zf, base, tuple(k for k, _ in sep), c)), training)
+                part = _sum_blocks(y2, c, len(sep))
+                out = part if out is None else out + part
+        return out
+
+    def _index(self, zf, base, ks, c):
+        """Positions in the flat Z: ``c`` copies of each op's entry (ONE: the constant 1)."""
+        key = (base, ks, c, zf.device)
+        idx = self._cache.get(key)
+        if idx is None:
+            idx = torch.tensor([base + k for k in ks for _ in range(c)], dtype=torch.long, device=zf.device)
+            self._cache[key] = idx
+        return idx
 
 
 class Cell(nn.Module):
@@ -44,20 +198,28 @@ class Cell(nn.Module):
             MixedEdge(c, 2 if reduction and i < 2 else 1) for i, _ in topology.edges
         )
 
-    def forward(self, s0, s1, z, active):
+    def forward(self, s0, s1, z, active, base=None):
+        """``z``: this cell's Z (edges x ops); on the fast path (``base`` given) the
+        flat padded Z of its type, this cell's rows starting at ``base``."""
         states = [self.pre0(s0), self.pre1(s1)]
         n, _, h, w = states[1].shape
         if self.reduction:
             h, w = math.ceil(h / 2), math.ceil(w / 2)
+        row = len(OPS) + 1
         for j in range(2, 2 + self.topology.steps):
             node = None
             for e, (i, t) in enumerate(self.topology.edges):
                 if t != j or not active[e]:
                     continue
-                y = self.edges[e](states[i], z[e], active[e])
+                if base is None:
+                    y = self.edges[e](states[i], z[e], active[e])
+                else:
+                    y = self.edges[e].forward_fast(states[i], z, base + e * row, active[e])
                 node = y if node is None else node + y
             if node is None:  # every incoming edge is `none`: the node is zero
                 node = states[1].new_zeros(n, self.channels, h, w)
+                if base is not None:
+                    node = node.contiguous(memory_format=torch.channels_last)
             states.append(node)
         return torch.cat([states[j] for j in self.topology.output_nodes], dim=1)
 
@@ -69,9 +231,11 @@ class Network(nn.Module):
     initial weights are multiplied by ``logit_scale``."""
 
     def __init__(self, topology: Topology, n_cells: int, channels: int, in_channels: int, n_classes: int,
-                 network: str = "all_normal", stem_multiplier: int = 3, logit_scale: float = 1.0):
+                 network: str = "all_normal", stem_multiplier: int = 3, logit_scale: float = 1.0,
+                 fast: bool | None = None):
         super().__init__()
         self.topology = topology
+        self.fast = fast  # None: follow fast_path() / NAS_CORE_FAST at each forward
         c_stem = channels * stem_multiplier
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
         reductions = {n_cells // 3, 2 * n_cells // 3} if network == "standard" else set()
@@ -103,10 +267,20 @@ class Network(nn.Module):
         return self.parameters()
 
     def features(self, x, z, active):
+        fast = _FAST if self.fast is None else self.fast
+        if fast:
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            # per type, Z as one flat vector with a constant 1 after each (cell, edge) row
+            zf = {t: F.pad(z[t], (0, 1), value=1.0).reshape(-1) for t in self.types}
+            per_cell = self.topology.n_edges * (len(OPS) + 1)
         s0 = s1 = self.stem(x)
         seen = {t: 0 for t in self.types}
         for cell, t in zip(self.cells, self.cell_types):
-            s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t])
+            if fast:
+                s0, s1 = s1, cell(s0, s1, zf[t], active[t], base=seen[t] * per_cell)
+            else:
+                s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t])
             seen[t] += 1
         return s1.mean(dim=(2, 3))
 

@@ -1,0 +1,109 @@
+"""The fast supernet path against the plain one (nas_core.supernet.fast_path):
+same losses, weight gradients and recorded costs, in float64, for every
+algorithm, cell and network."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from nas_core import data as datasets
+from nas_core.config import SearchConfig
+from nas_core.search import Search
+from nas_core.supernet import fast_path
+
+RTOL = 1e-10
+ALGORITHMS = [("darts", "single", 1), ("darts", "bi", 1), ("darts", "bi", 2), ("snas", "single", 1),
+              ("dsnas", "single", 1), ("gdas", "single", 1)]
+
+
+def _config(algorithm, level, order, cell, network):
+    return SearchConfig(algorithm=algorithm, level=level, order=order, cell=cell, network=network, cells=3,
+                        channels=4, batch_size=8, data="synthetic", device="cpu", seed=0, logit_scale=5.0)
+
+
+def _close(a, b, what, floor=1e-300):
+    """Relative difference at most RTOL, relative to the larger magnitude (at least
+    ``floor``: a running mean that is 0 up to rounding, ~1e-17, has no digits to compare)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    scale = max(np.abs(a).max(), np.abs(b).max(), floor)
+    err = np.abs(a - b).max() / scale
+    assert err <= RTOL, f"{what}: relative difference {err:.2e}"
+
+
+def _run(search, batches, fast):
+    """A few steps as run_epoch takes them; per step the loss, the weights' gradients
+    (before the weight update) and the recorded costs."""
+    out = []
+    g = torch.Generator().manual_seed(3)
+    grads = {}
+
+    def keep(_):  # the weight gradients as the optimiser sees them
+        grads["w"] = [None if p.grad is None else p.grad.detach().clone() for p in search.params]
+
+    handle = search.w_opt.register_step_pre_hook(lambda opt, args, kwargs: keep(opt))
+    try:
+        with fast_path(fast):
+            for x, y, xv, yv in batches:
+                stats = search._new_stats(("train", "heldout"))
+                if search.config.level == "bi":
+                    search.heldout_alpha_step(xv, yv, g, stats, None, train_batch=(x, y))
+                loss = search.train_step(x, y, g, stats, None, update_alpha=search.config.level == "single")
+                out.append((loss, grads["w"], {k: v.total.copy() for k, v in stats.items()},
+                            {k: v.count.copy() for k, v in stats.items()}))
+    finally:
+        handle.remove()
+    alpha = {t: a.detach().clone() for t, a in search.alpha.items()}
+    return out, alpha, {k: v.clone() for k, v in search.net.state_dict().items()}
+
+
+@pytest.mark.parametrize("network", ["all_normal", "standard"])
+@pytest.mark.parametrize("cell", ["minimal", "full"])
+@pytest.mark.parametrize("algorithm,level,order", ALGORITHMS, ids=lambda v: str(v))
+def test_fast_equals_plain(algorithm, level, order, cell, network):
+    torch.set_num_threads(1)
+    cfg = _config(algorithm, level, order, cell, network)
+    splits = datasets.load(cfg)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        s = Search(cfg, splits=splits)
+        s.net.double()
+        for a in s.alpha.values():
+            a.data = a.data.double()
+        s2 = copy.deepcopy(s)
+        s2.params = list(s2.net.parameters())
+        s2.w_opt = torch.optim.SGD(s2.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   foreach=True)
+        s2.a_opt = torch.optim.Adam(s2.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
+                                    weight_decay=cfg.arch_weight_decay, foreach=True)
+        s.params = list(s.net.parameters())
+        s.w_opt = torch.optim.SGD(s.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                  foreach=True)
+        s.a_opt = torch.optim.Adam(s.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
+                                   weight_decay=cfg.arch_weight_decay, foreach=True)
+        sp = s.splits
+        b = cfg.batch_size
+        batches = [(sp.train_x[i * b:(i + 1) * b].double(), sp.train_y[i * b:(i + 1) * b],
+                    sp.heldout_x[i * b:(i + 1) * b].double(), sp.heldout_y[i * b:(i + 1) * b]) for i in range(2)]
+        plain, alpha_p, state_p = _run(s, batches, False)
+        fast, alpha_f, state_f = _run(s2, batches, True)
+    finally:
+        torch.set_default_dtype(old)
+    for step, ((lp, gp, cp, np_), (lf, gf, cf, nf)) in enumerate(zip(plain, fast)):
+        _close(lp, lf, f"step {step} loss")
+        for i, (a, b_) in enumerate(zip(gp, gf)):
+            assert (a is None) == (b_ is None), f"step {step} param {i}: gradient present in one path only"
+            if a is not None:
+                _close(a, b_, f"step {step} grad of param {i}")
+        assert cp.keys() == cf.keys()
+        for k in cp:
+            assert (np_[k] == nf[k]).all(), f"step {step} {k}: ops computed differ"
+            _close(cp[k], cf[k], f"step {step} {k} cost")
+    for t in alpha_p:
+        _close(alpha_p[t], alpha_f[t], f"alpha {t}")
+    assert state_p.keys() == state_f.keys()
+    for k in state_p:  # weights after the updates and BN running statistics
+        _close(state_p[k].double(), state_f[k].double(), f"state {k}", floor=1e-3)
