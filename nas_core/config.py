@@ -59,6 +59,8 @@ class Intervention:
                                  f"delete_edges=[0, 2], fix={{1: 'sep_conv_3x3'}}, exclude={{4: ['skip_connect']}}") from None
 
     def validate(self, topology: Topology):
+        """Check the edges and ops named against ``topology``; returns None, raises
+        ValueError naming the bad entry."""
         def check_edge(e, what):
             if not 0 <= e < topology.n_edges:
                 raise ValueError(f"{what}: edge {e} out of range; this cell has edges 0..{topology.n_edges - 1}")
@@ -221,6 +223,8 @@ class SearchConfig:
         raise ValueError(f"invalid {name}={getattr(self, name)!r}: {message}")
 
     def validate(self):
+        """Check every field (choices, ranges, combinations); returns None, raises
+        ValueError naming the field. Run on construction."""
         choices = {
             "algorithm": ALGORITHMS, "level": ("single", "bi"), "network": ("all_normal", "standard"),
             "dsnas_estimator": ("standard", "authors"), "data": DATASETS,
@@ -274,19 +278,26 @@ class SearchConfig:
 
     @property
     def topology(self) -> Topology:
+        """The cell's :class:`~nas_core.space.Topology` (nodes and edges), from ``cell``."""
         return parse_cell(self.cell)
 
     @property
     def alpha_updated_on(self) -> str | None:
+        """Which data alpha's gradient comes from: ``"train"`` (single-level),
+        ``"heldout"`` (bi-level), or None when alpha does not move (random
+        sampling or ``update_alpha=False``)."""
         if self.random_sample or not self.update_alpha:
             return None
         return "heldout" if self.level == "bi" else "train"
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict of its fields (JSON-ready; ``config.json``)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        """The config built (and validated) from a dict of fields, as :meth:`to_dict`
+        writes it; unknown fields raise ValueError."""
         if not isinstance(d, dict):
             raise ValueError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
@@ -296,6 +307,7 @@ class SearchConfig:
         return cls(**d)
 
     def replace(self, **changes) -> "SearchConfig":
+        """A new, validated config with ``changes`` applied (this one when none)."""
         return self.from_dict({**self.to_dict(), **changes}) if changes else self
 
     def key(self) -> str:

@@ -42,6 +42,8 @@ def default_cache_dir() -> Path:
 
 
 def run_dir_for(config: SearchConfig, cache_dir: str | Path | None = None) -> Path:
+    """The run cache's directory for ``config``: ``CACHE/ALGORITHM-KEY`` (see
+    :meth:`SearchConfig.key`), under :func:`default_cache_dir` by default."""
     return Path(cache_dir or default_cache_dir()) / f"{config.algorithm}-{config.key()}"
 
 
@@ -56,10 +58,12 @@ class History:
 
     @property
     def finished(self) -> bool:
+        """True when the run has all ``config.epochs`` records."""
         return len(self.records) >= self.config.epochs
 
     @property
     def last(self) -> dict:
+        """The last epoch's record."""
         return self.records[-1]
 
     def series(self, key: str, cell_type: str | None = None) -> list:
@@ -115,7 +119,9 @@ def _read_records(path: Path) -> list[dict]:
 
 
 def load(path: str | Path) -> History:
-    """Load a run directory (finished or not) without computing anything."""
+    """Load a run directory (finished or not) without computing anything.
+
+    Returns its :class:`History`; RunError if it is not a run directory."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path} is not a run directory (no config.json); run a search with --out {path} first")
@@ -180,7 +186,9 @@ def _write_atomic(file: Path, data: bytes | Callable[[Path], None], previous: Pa
 
 
 def save_checkpoint(path: Path, state: dict, epoch: int | None = None):
-    """``checkpoint.pt`` (with a digest of its content), the one before kept as ``checkpoint.prev.pt``."""
+    """``checkpoint.pt`` (with a digest of its content), the one before kept as ``checkpoint.prev.pt``.
+
+    Returns None."""
     buf = io.BytesIO()
     torch.save({**state, "digest": faults.state_digest(state)}, buf)
     _write_atomic(path / CHECKPOINT, buf.getvalue(), previous=path / PREVIOUS,
@@ -248,7 +256,9 @@ def _restore(path: Path, records: list[dict], search, epochs: int | None = None)
 
 
 def checkpoint_of(history: History, search) -> dict:
-    """Load a finished run's last weights (its checkpoint at its last epoch) into ``search``."""
+    """Load a finished run's last weights (its checkpoint at its last epoch) into ``search``.
+
+    Returns the checkpoint's state (a dict)."""
     return _restore(history.path, history.records, search, epochs=len(history.records))
 
 
@@ -373,7 +383,9 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 def init_worker():
     """Initializer of a worker process that runs searches: one torch and BLAS
-    thread, so that N workers share N cores without oversubscribing them."""
+    thread, so that N workers share N cores without oversubscribing them.
+
+    Returns None."""
     os.environ.update({k: "1" for k in THREAD_ENV})
     torch.set_num_threads(1)
 

@@ -28,7 +28,9 @@ def growing(h: History, cell_type: str = "normal") -> dict:
     edges. Holds when, with ``none`` counted, the fraction of selected edges
     falls to <= 0.25 within the first third of the epochs, ends >= 0.6, and the
     mean p(none) over edges peaks after the first epoch and then falls by at
-    least 0.05 (p(none) guards against argmax noise while p is near uniform)."""
+    least 0.05 (p(none) guards against argmax noise while p is near uniform).
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     frac = _fractions(h, cell_type)
     early = frac[: max(1, math.ceil(len(frac) / 3))]
     p_none = np.array([np.mean(p) for p in h.series("p_none", cell_type)])
@@ -54,7 +56,9 @@ def width(h: History, cell_type: str = "normal") -> dict:
     """Width over depth: at the end no edge between intermediate nodes is
     selected while at least 3/4 of the edges from the input nodes are. Also
     reports the derived cell's width and depth against random cells with the
-    same number of edges (Shu et al.'s measures; see ``space.width_depth``)."""
+    same number of edges (Shu et al.'s measures; see ``space.width_depth``).
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     top = h.config.topology
     last = h.last
     sel = set(last["selected_edges"][cell_type])
@@ -76,7 +80,9 @@ def bilevel(h: History, cell_type: str = "normal") -> dict:
     """No edge under bi-level optimisation. For a bi-level run it holds when no
     edge is selected at the end (``none`` wins everywhere). A single-level run
     is the control: it holds when it keeps >= 3/4 of its edges, so that the
-    empty cell is due to the held-out split, not the data or settings."""
+    empty cell is due to the held-out split, not the data or settings.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     frac = _fractions(h, cell_type)
     role = "bilevel" if h.config.level == "bi" else "control"
     holds = frac[-1] == 0 if role == "bilevel" else frac[-1] >= BILEVEL_CONTROL_MIN
@@ -101,7 +107,9 @@ SELECTED, NONE_WINS, UNDECIDED = "selected", "none", "undecided"
 
 def edge_decisions(probs, margin: float = TIE_MARGIN) -> list[str]:
     """Per edge of one cell (``probs``: edges x ops, ``none`` first): selected,
-    none or undecided, by the margin between p(none) and the best other op."""
+    none or undecided, by the margin between p(none) and the best other op.
+
+    Returns one of ``selected``, ``none``, ``undecided`` per edge."""
     p = np.asarray(probs, dtype=float)
     gap = p[:, 1:].max(axis=1) - p[:, 0]
     return [SELECTED if g >= margin else NONE_WINS if g <= -margin else UNDECIDED for g in gap]
@@ -115,7 +123,9 @@ def growing_decisive(h: History, cell_type: str = "normal") -> dict:
     """``growing`` with ties counted against it: early on, the edges not
     decisively ``none`` (selected or undecided) fall to <= 1/4 within the first
     third of the epochs; at the end >= 0.6 of the edges are decisively selected;
-    and the same p(none) rise and fall as ``growing``."""
+    and the same p(none) rise and fall as ``growing``.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     dec = _decisions(h, cell_type)
     n = len(dec[0])
     not_none = np.array([sum(d != NONE_WINS for d in row) for row in dec], dtype=float) / n
@@ -131,7 +141,9 @@ def growing_decisive(h: History, cell_type: str = "normal") -> dict:
 def width_decisive(h: History, cell_type: str = "normal") -> dict:
     """``width`` with ties counted against it: every edge between intermediate
     nodes is decisively ``none`` and >= 3/4 of the input edges are decisively
-    selected, at the end."""
+    selected, at the end.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     top = h.config.topology
     dec = _decisions(h, cell_type)[-1]
     inputs = sum(dec[e] == SELECTED for e in top.input_edges) / len(top.input_edges)
@@ -144,7 +156,9 @@ def width_decisive(h: History, cell_type: str = "normal") -> dict:
 def bilevel_decisive(h: History, cell_type: str = "normal") -> dict:
     """``bilevel`` with ties counted against it: a bi-level run holds when every
     edge is decisively ``none`` at the end; its single-level control when >= 3/4
-    of the edges are decisively selected."""
+    of the edges are decisively selected.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     dec = _decisions(h, cell_type)[-1]
     n = len(dec)
     role = "bilevel" if h.config.level == "bi" else "control"
@@ -166,7 +180,9 @@ PATTERNS = {"growing": growing, "width": width, "bilevel": bilevel,
 
 def empty_phase(h: History, cell_type: str = "normal") -> dict:
     """The first half of growing: the cell empties to <= 1/4 of its edges within
-    the first third of the epochs, and at least one edge is added again later."""
+    the first third of the epochs, and at least one edge is added again later.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     frac = _fractions(h, cell_type)
     early = frac[: max(1, math.ceil(len(frac) / 3))]
     n = h.config.topology.n_edges
@@ -178,7 +194,9 @@ def empty_phase(h: History, cell_type: str = "normal") -> dict:
 def deep_avoided(h: History, cell_type: str = "normal") -> dict:
     """The depth half of width: some edge is selected but none between
     intermediate nodes. ``chance`` is the probability that a random cell with as
-    many edges avoids them too."""
+    many edges avoids them too.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     top = h.config.topology
     sel = h.last["selected_edges"][cell_type]
     k, n, deep = len(sel), top.n_edges, len(top.deep_edges)
@@ -190,7 +208,9 @@ def deep_avoided(h: History, cell_type: str = "normal") -> dict:
 def pruning(bi: History, control: History, cell_type: str = "normal") -> dict:
     """Bi-level optimisation removes edges that single-level optimisation on the
     same data keeps: the bi-level run ends with fewer edges than its control,
-    at most half of them, while its mean p(none) rose."""
+    at most half of them, while its mean p(none) rose.
+
+    Returns a JSON-able dict of the numbers looked at and ``holds``."""
     fb, fc = _fractions(bi, cell_type), _fractions(control, cell_type)
     p_none = [float(np.mean(p)) for p in bi.series("p_none", cell_type)]
     return {"bilevel_final_fraction": float(fb[-1]), "control_final_fraction": float(fc[-1]),
@@ -199,7 +219,9 @@ def pruning(bi: History, control: History, cell_type: str = "normal") -> dict:
 
 
 def statistics(h: History, cell_type: str = "normal") -> dict:
-    """Every pattern's statistic for one run."""
+    """Every pattern's statistic for one run.
+
+    Returns {pattern name: its statistic}, each a dict with ``holds``."""
     if not h.records:
         raise ValueError(f"{h.path}: the run has no finished epoch yet")
     return {name: fn(h, cell_type) for name, fn in PATTERNS.items()}
@@ -215,7 +237,9 @@ LEVERS = ("algorithm", "level", "cell", "cells", "channels", "batch_size", "epoc
 
 
 def table(histories, cell_type: str = "normal"):
-    """One row per run: its levers, runtime and flattened pattern statistics."""
+    """One row per run: its levers, runtime and flattened pattern statistics.
+
+    Returns a pandas DataFrame."""
     import pandas as pd
 
     rows = []

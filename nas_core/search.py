@@ -29,7 +29,9 @@ from .supernet import Network
 @contextlib.contextmanager
 def kept_buffers(net: torch.nn.Module):
     """Run with BN in train mode (batch statistics) and restore the running
-    statistics afterwards, so that measuring changes nothing."""
+    statistics afterwards, so that measuring changes nothing.
+
+    A context manager; yields nothing."""
     saved = {k: b.clone() for k, b in net.named_buffers()}
     try:
         yield
@@ -41,11 +43,17 @@ def kept_buffers(net: torch.nn.Module):
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """The random stream of one epoch: fixed by (seed, epoch), so a resumed run
-    draws exactly what an uninterrupted one would."""
+    draws exactly what an uninterrupted one would.
+
+    Returns a seeded ``torch.Generator``."""
     return torch.Generator().manual_seed(1_000_003 * seed + 7919 * epoch + stream)
 
 
 class Search:
+    """One search: the supernet, alpha per cell type, both optimizers and the data
+    splits for ``config``. :meth:`run_epoch` trains one epoch and returns its
+    record (costs, alpha, the derived cell); :func:`nas_core.run` drives it,
+    with checkpoints and the run cache."""
     def __init__(self, config: SearchConfig, splits: datasets.Splits | None = None):
         self.config = config
         self.topology = config.topology
@@ -84,10 +92,13 @@ class Search:
 
     # ---- schedules -------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
+        """The weights' learning rate at ``epoch`` (cosine from ``lr`` to ``lr_min``)."""
         c = self.config
         return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * epoch / max(c.epochs, 1)))
 
     def temperature_at(self, epoch: int) -> float:
+        """The relaxation's temperature at ``epoch`` (annealed to ``temperature_min``
+        when that is set, else constant)."""
         c = self.config
         if c.temperature_min is None or c.epochs <= 1:
             return c.temperature
@@ -95,6 +106,8 @@ class Search:
 
     # ---- one forward / backward ------------------------------------------------
     def draw(self, generator, temperature=None, relax=None):
+        """One sample of Z per cell type from the relaxation (``relax``, default the
+        config's) at the epoch's temperature; returns {cell type: sample}."""
         relax = relax or self.relax
         temperature = temperature if temperature is not None else self.temperature_at(self.epoch)
         return {t: relax.sample(self.alpha[t], self.allowed[t], generator, temperature) for t in self.types}
@@ -131,7 +144,9 @@ class Search:
         return cost, mask
 
     def zero_grad(self):
-        """Drop the weights' gradients (the cached parameter list, no module scan)."""
+        """Drop the weights' gradients (the cached parameter list, no module scan).
+
+        Returns None."""
         for p in self.params:
             p.grad = None
 
@@ -169,7 +184,9 @@ class Search:
             stats[split].add(*self.costs(z, samples))
 
     def train_step(self, x, y, generator, stats=None, outs=None, update_weights=True, update_alpha=True):
-        """Single-level step: one backward gives both the weights' and alpha's gradients."""
+        """Single-level step: one backward gives both the weights' and alpha's gradients.
+
+        Returns the batch's training loss (a float)."""
         samples = self.draw(generator)
         self.zero_grad()
         logits, z = self.forward(x, samples)
@@ -187,7 +204,9 @@ class Search:
 
     def heldout_alpha_step(self, x, y, generator, stats=None, outs=None, train_batch=None):
         """Bi-level: alpha moves along the cost measured on held-out data
-        (first order), or DARTS' unrolled estimate (second order)."""
+        (first order), or DARTS' unrolled estimate (second order).
+
+        Returns None (alpha and ``stats`` are updated in place)."""
         samples = self.draw(generator)
         checks = {}
         if self.config.order == 2:
@@ -372,11 +391,13 @@ class Search:
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resumed run needs (epoch, weights, alpha, both optimizers), as a dict."""
         return {"epoch": self.epoch, "net": self.net.state_dict(),
                 "alpha": {t: a.detach().cpu() for t, a in self.alpha.items()},
                 "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
 
     def load_state_dict(self, state: dict):
+        """Restore a :meth:`state_dict` in place; returns None."""
         self.epoch = state["epoch"]
         self.net.load_state_dict(state["net"])
         for t, a in state["alpha"].items():

@@ -185,6 +185,7 @@ class Trial:
     runs_dir: str | None = None  # search: the run cache to share (None: the run lives in dir/run)
 
     def record(self) -> dict:
+        """The trial as ``trial.json`` stores it (a dict)."""
         return {"trial_id": self.trial_id, "fields": self.fields, "seed": self.seed, "kind": self.kind,
                 "target": self.target, "params": self.params}
 
@@ -201,7 +202,9 @@ def _notebook_parameters(path: Path) -> dict:
 
 def plan(target: str, grid: str | Path | dict, seeds, out: str | Path) -> tuple[list[Trial], dict]:
     """Every trial of the sweep, each checked (config built, or notebook
-    parameters matched) before anything runs; a ValueError names the bad trials."""
+    parameters matched) before anything runs; a ValueError names the bad trials.
+
+    Returns ``(trials, meta)``: the :class:`Trial` list and the sweep's description (``sweep.json``)."""
     spec = load_grid(grid)
     seeds = parse_seeds(seeds)
     out = Path(out).resolve()
@@ -308,6 +311,7 @@ def _write_json(path: Path, obj):
 
 
 def read_metrics(trial_dir: str | Path) -> dict | None:
+    """A trial's ``metrics.json`` as a dict, or None when it is missing or unreadable."""
     try:
         return json.loads((Path(trial_dir) / METRICS_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -315,6 +319,7 @@ def read_metrics(trial_dir: str | Path) -> dict | None:
 
 
 def is_finished(trial_dir: str | Path) -> bool:
+    """True when the trial's ``metrics.json`` says ``ok`` (a rerun skips it)."""
     m = read_metrics(trial_dir)
     return bool(m) and m.get("status") == "ok"
 
@@ -379,7 +384,9 @@ def _run_notebook(trial: Trial) -> dict:
 
 
 def run_trial(trial: Trial) -> dict:
-    """Run one trial and write its ``metrics.json``; a failure is recorded, not raised."""
+    """Run one trial and write its ``metrics.json``; a failure is recorded, not raised.
+
+    Returns the metrics (a dict, as written)."""
     d = Path(trial.dir)
     d.mkdir(parents=True, exist_ok=True)
     _write_json(d / TRIAL_FILE, trial.record())
@@ -600,7 +607,9 @@ def run_sweep(target: str, grid: str | Path | dict, seeds=0, out: str | Path = "
 
 
 def main(args) -> int:
-    """The CLI's ``sweep`` subcommand; exit 1 when any trial failed (after the table is written)."""
+    """The CLI's ``sweep`` subcommand; exit 1 when any trial failed (after the table is written).
+
+    Returns the exit status."""
     try:
         table = run_sweep(args.target, args.grid, args.seeds, args.out, workers=args.workers, backend=args.backend,
                           progress=True, runs_dir=args.runs_dir)
