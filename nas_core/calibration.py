@@ -19,11 +19,10 @@ Command line (``make calibrate``)::
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from . import patterns
+from . import faults, patterns
 from .history import default_cache_dir, load
 from .sweep import METRICS_FILE, load_table, run_sweep
 
@@ -62,7 +61,7 @@ def _finished_runs(sweep_out: Path) -> list:
     """The histories of a sweep's ok trials, in trial order."""
     runs = []
     for f in sorted(Path(sweep_out).glob(f"trials/*/{METRICS_FILE}")):
-        m = json.loads(f.read_text())
+        m = faults.loads(f.read_text(), f)
         if m.get("status") == "ok" and m.get("run_dir"):
             runs.append(load(m["run_dir"]))
     return runs

@@ -60,13 +60,14 @@ import itertools
 import json
 import os
 import re
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import presets
+from . import faults, presets
 from .config import SearchConfig
 from .history import THREAD_ENV, init_worker
 
@@ -155,12 +156,12 @@ def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return faults.dumps(faults.finite_or_none(value), sort_keys=True, separators=(",", ":"))
     return str(value)
 
 
 def _digest(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return hashlib.sha1(faults.dumps(faults.finite_or_none(obj), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def trial_id(fields: dict, seed: int) -> str:
@@ -191,7 +192,10 @@ class Trial:
 
 
 def _jsonable(x):
-    return json.loads(json.dumps(x, default=str))
+    try:
+        return json.loads(faults.dumps(x, default=str))
+    except ValueError:
+        raise ValueError(f"{x!r} holds NaN or infinity, which a JSON file cannot hold") from None
 
 
 def _notebook_parameters(path: Path) -> dict:
@@ -305,16 +309,24 @@ def _notebook_trial_params(target, nb_params: dict, fields: dict, seed: int, see
 
 
 def _write_json(path: Path, obj):
+    """Strict JSON (an undefined statistic, NaN, is written as null), whole or not at all."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.write_text(faults.dumps(faults.finite_or_none(obj), indent=1, default=str))
     os.replace(tmp, path)
+
+
+def _read_json(path: Path):
+    try:
+        return faults.loads(path.read_text(), path)
+    except ValueError as err:
+        raise ValueError(f"{path} is unreadable ({err}); delete it (or its trial directory) to run it again") from None
 
 
 def read_metrics(trial_dir: str | Path) -> dict | None:
     """A trial's ``metrics.json`` as a dict, or None when it is missing or unreadable."""
     try:
-        return json.loads((Path(trial_dir) / METRICS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return faults.loads((Path(trial_dir) / METRICS_FILE).read_text())
+    except (FileNotFoundError, ValueError):  # a torn or non-strict file: the trial runs again
         return None
 
 
@@ -379,7 +391,7 @@ def _run_notebook(trial: Trial) -> dict:
                                log_output=False, cwd=str(Path(trial.target).parent))
     result: dict[str, Any] = {"notebook": str(out_nb)}
     if metrics_dir and (Path(metrics_dir) / METRICS_FILE).is_file():
-        result["statistics"] = json.loads((Path(metrics_dir) / METRICS_FILE).read_text())
+        result["statistics"] = _read_json(Path(metrics_dir) / METRICS_FILE)
     return result
 
 
@@ -409,8 +421,19 @@ def run_trial(trial: Trial) -> dict:
     return metrics
 
 
+WORKER_FILE = "worker.pid"
+
+
 def _run_in_worker(trial: Trial) -> dict:
-    return run_trial(trial)
+    """A trial in a pool worker; ``worker.pid`` in its directory says which
+    worker runs it (if that one dies, the sweep knows whose trial was lost)."""
+    marker = Path(trial.dir) / WORKER_FILE
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    try:
+        return run_trial(trial)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- backends
@@ -424,29 +447,74 @@ def _local(trials: list[Trial], workers: int, report):
             report(t, run_trial(t))
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: no fork of a process that may hold torch threads; the workers inherit _thread_env
     context = multiprocessing.get_context("spawn")
+    todo, stalls = list(trials), 0
+    while todo:  # a worker that dies takes its pool down: the others' trials go on in a new pool
+        again = _pool(todo, workers, context, report)
+        stalls = stalls + 1 if len(again) == len(todo) else 0
+        if stalls == 3:  # pools that break before any trial ends: never loop
+            for t in again:
+                report(t, _crashed(t, RuntimeError("the process pool broke three times before any trial ended")))
+            return
+        todo = again
+
+
+def _pool(trials: list[Trial], workers: int, context, report) -> list[Trial]:
+    """Run trials in one process pool; return those to run again because another
+    worker's death broke the pool under them. A trial whose own worker died is
+    reported failed (a rerun of the sweep resumes it)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    processes, broken = {}, []
     with _thread_env(), ProcessPoolExecutor(min(workers, len(trials)), context, initializer=init_worker) as pool:
-        futures = {pool.submit(_run_in_worker, t): t for t in trials}
+        futures = {}
+        for t in trials:
+            (Path(t.dir) / WORKER_FILE).unlink(missing_ok=True)
+            futures[pool.submit(_run_in_worker, t)] = t
+            processes.update(getattr(pool, "_processes", None) or {})  # to read their exit codes afterwards
         try:
             for fut in as_completed(futures):
                 t = futures[fut]
                 try:
                     metrics = fut.result()
-                except Exception as err:  # the worker died (e.g. killed for memory)
+                except BrokenProcessPool as err:
+                    broken.append((t, err))
+                    continue
+                except Exception as err:  # noqa: BLE001 - e.g. a result that cannot be sent back
                     metrics = _crashed(t, err)
                 report(t, metrics)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    # the pool is shut down and its workers joined: each one's exit code says whether it died or was stopped
+    again = []
+    for t, err in broken:
+        if is_finished(t.dir):  # finished just before the pool broke
+            report(t, read_metrics(t.dir))
+            continue
+        try:
+            pid = int((Path(t.dir) / WORKER_FILE).read_text())
+        except (OSError, ValueError):
+            again.append(t)  # it never started
+            continue
+        code = getattr(processes.get(pid), "exitcode", None)
+        if code == -signal.SIGTERM:  # stopped by the pool because another worker died
+            again.append(t)
+        else:
+            how = f"killed by {signal.Signals(-code).name}" if code and code < 0 and -code in signal.valid_signals() \
+                else f"exit code {code}"
+            report(t, _crashed(t, err, f"its worker (pid {pid}) died, {how} (e.g. out of memory); rerun the sweep "
+                                        f"to resume it"))
+    return again
 
 
-def _crashed(t: Trial, err: BaseException) -> dict:
+def _crashed(t: Trial, err: BaseException, why: str | None = None) -> dict:
+    why = why or f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
     metrics = {"trial_id": t.trial_id, "fields": t.fields, "seed": t.seed, "status": "failed", "seconds": None,
-               "error": f"worker crashed: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}",
-               "traceback": "".join(traceback.format_exception(err))}
+               "error": f"worker crashed: {why}", "traceback": "".join(traceback.format_exception(err))}
     Path(t.dir).mkdir(parents=True, exist_ok=True)
     _write_json(Path(t.dir) / METRICS_FILE, metrics)
     return metrics
@@ -501,7 +569,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         if isinstance(v, dict):
             out.update(_flatten(v, key + "."))
         elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v)
+            out[key] = faults.dumps(faults.finite_or_none(v))
         else:
             out[key] = v
     return out
@@ -512,7 +580,7 @@ def _row(t: Trial, metrics: dict | None, fields: list[str]) -> dict:
     row = {"trial_id": t.trial_id}
     for f in fields:
         v = t.fields.get(f)
-        row[f] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        row[f] = faults.dumps(faults.finite_or_none(v)) if isinstance(v, (dict, list)) else v
     row.update(seed=t.seed, status=metrics.get("status"), seconds=metrics.get("seconds"),
                error=metrics.get("error"))
     stats = metrics.get("statistics")
@@ -538,7 +606,7 @@ def load_table(out: str | Path):
         return pd.read_csv(out / RESULTS_FILE)
     trials, metrics = [], {}
     for f in sorted(out.glob(f"trials/*/{TRIAL_FILE}")):
-        r = json.loads(f.read_text())
+        r = _read_json(f)
         trials.append(Trial(r["trial_id"], r["fields"], r["seed"], r["kind"], r["params"], r["target"], str(f.parent)))
         metrics[r["trial_id"]] = read_metrics(f.parent)
     if not trials:
@@ -573,7 +641,7 @@ def run_sweep(target: str, grid: str | Path | dict, seeds=0, out: str | Path = "
     for t in trials:  # a trial directory holding other parameters is never reused silently
         f = Path(t.dir) / TRIAL_FILE
         if f.is_file():
-            old = json.loads(f.read_text())
+            old = _read_json(f)
             if old.get("params") != t.params or old.get("target") != t.target:
                 raise ValueError(f"{t.dir} holds trial {t.trial_id} with other parameters (the base or the target "
                                  f"changed?); choose another --out or delete that directory")
