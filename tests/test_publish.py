@@ -137,6 +137,18 @@ def test_postbuild_installs_the_package_like_make_setup():
     assert re.search(r"^pip install --no-deps -e \.$", text, re.M), text
 
 
+def test_binder_python_is_the_tested_one():
+    """repo2docker's default Python is older than the package needs: runtime.txt
+    asks for the version the pins are tested with (the Debian CI's 3.11)."""
+    runtime = (ROOT / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.\d+", runtime), runtime
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    from packaging.specifiers import SpecifierSet
+
+    assert SpecifierSet(requires).contains(runtime.removeprefix("python-")), (runtime, requires)
+    assert runtime == "python-3.11"
+
+
 def test_launch_buttons_point_at_the_package_home():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     home = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Homepage"]
