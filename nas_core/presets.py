@@ -80,16 +80,3 @@ def seed_configs(name: str, profile: str, seeds, **fields) -> list[SearchConfig]
         raise ValueError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got {seeds!r}")
     overrides = {k: v for k, v in fields.items() if v is not None}
     return [preset(name, profile, seed=seed, **overrides) for seed in seeds]
-
-
-# What each pattern notebook's check cell asserts at the CPU defaults, as found
-# by the calibration study (sweeps/calibration.csv): the paper's statistic
-# where it holds, otherwise the weaker pattern that does appear
-# (nas_core.patterns.empty_phase / deep_avoided / pruning), on at least
-# ``min_fraction`` of the executed seeds. With the paper profile the notebooks
-# assert the paper's statistics.
-EXPECTED = {
-    "growing": {"cpu": "empty_phase", "paper": "growing", "min_fraction": 0.6},
-    "width": {"cpu": "deep_avoided", "paper": "width", "min_fraction": 0.6},
-    "bilevel": {"cpu": "pruning", "paper": "bilevel", "min_fraction": 0.6},
-}

@@ -305,7 +305,8 @@ class Search:
         return outs
 
     def _evaluate(self, generator, outs):
-        for x, y in datasets.batches(self.splits.heldout_x, self.splits.heldout_y, 256, generator):
+        n = self.config.eval_size or len(self.splits.heldout_y)
+        for x, y in datasets.batches(self.splits.heldout_x[:n], self.splits.heldout_y[:n], 256, generator):
             samples = self.draw(generator)
             z = {t: s.z.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, s in samples.items()}
             logits = self.net(x, z, {t: s.active for t, s in samples.items()})

@@ -94,11 +94,15 @@ def _depthwise(x, conv):
 
 
 def _sum_blocks(y, c, m):
-    """Sum of the m consecutive blocks of c channels of y."""
-    out = y[:, :c]
+    """The sum of the first m blocks of c channels of y, and the rest of y (None if
+    nothing is left). One split, whose backward is one cat: slicing each block
+    instead would fill a zero gradient of all of y's channels per block."""
+    rest = y.shape[1] - m * c
+    parts = y.split([c] * m + ([rest] if rest else []), dim=1)
+    out = parts[0]
     for i in range(1, m):
-        out = out + y[:, i * c:(i + 1) * c]
-    return out
+        out = out + parts[i]
+    return out, (parts[m] if rest else None)
 
 
 class MixedEdge(nn.Module):
@@ -164,15 +168,18 @@ class MixedEdge(nn.Module):
             y = _batch_norm(y, bns, zf.index_select(0, self._index(zf, base, tuple(wix), c)), training)
             n_w = len(wix) - len(sep)
             if n_w:
-                part = _sum_blocks(y, c, n_w)
+                part, rest = _sum_blocks(y, c, n_w)
                 out = part if out is None else out + part
+            else:
+                rest = y
             if sep:
-                r = F.relu(y[:, n_w * c:])
+                r = F.relu(rest)
                 units = [ops[k][1] for k, _ in sep]
-                dw2 = [_depthwise(r[:, i * c:(i + 1) * c], u[1]) for i, u in enumerate(units)]
+                rs = r.split(c, dim=1) if len(sep) > 1 else (r,)
+                dw2 = [_depthwise(ri, u[1]) for ri, u in zip(rs, units)]
                 y2 = _batch_norm(_pointwise(dw2, [u[2] for u in units]), [u[3] for u in units],
                                  zf.index_select(0, self._index(zf, base, tuple(k for k, _ in sep), c)), training)
-                part = _sum_blocks(y2, c, len(sep))
+                part, _ = _sum_blocks(y2, c, len(sep))
                 out = part if out is None else out + part
         return out
 
@@ -275,6 +282,8 @@ class Network(nn.Module):
             zf = {t: F.pad(z[t], (0, 1), value=1.0).reshape(-1) for t in self.types}
             per_cell = self.topology.n_edges * (len(OPS) + 1)
         s0 = s1 = self.stem(x)
+        if fast and s0.dim() == 4:  # (with one input channel the stem's output is not channels-last yet)
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
         seen = {t: 0 for t in self.types}
         for cell, t in zip(self.cells, self.cell_types):
             if fast:

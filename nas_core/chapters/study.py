@@ -137,6 +137,10 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     stats = patterns.statistics(h, cell_type)
     for name in STATISTICS:
         row[f"{name}.holds"] = stats[name]["holds"]
+    row["empty_phase.holds"] = patterns.empty_phase(h, cell_type)["holds"]
+    row["deep_avoided.holds"] = patterns.deep_avoided(h, cell_type)["holds"]
+    first_p = np.mean(recs[0]["p_none"][cell_type])
+    row["p_none_rise"] = float(np.mean(p_none) - first_p)   # mean over edges, last epoch minus first
     row["growing.early_min_fraction"] = stats["growing"]["early_min_fraction"]
     row["width.input_edges_fraction"] = stats["width"]["input_edges_fraction"]
     row["width.deep_edges_selected"] = stats["width"]["deep_edges_selected"]
@@ -231,8 +235,12 @@ def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
     return tuple(paths)
 
 
-def load_tables(out: str | Path = TABLE_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The committed study tables (``make study`` writes them)."""
+def load_tables(out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The committed study tables (``make study`` writes them): ``study/`` of the
+    repository, or of the working directory or its parent (a notebook in ``book/``)."""
+    if out is None:
+        found = [d for d in (TABLE_DIR, Path("study"), Path("../study")) if (d / RUNS_TABLE).is_file()]
+        out = found[0] if found else TABLE_DIR
     out = Path(out)
     missing = [n for n in (RUNS_TABLE, CURVES_TABLE) if not (out / n).is_file()]
     if missing:

@@ -1,0 +1,95 @@
+"""What each pattern chapter asserts, computed from the study's executed runs
+(``study/runs.csv``), and what its text states.
+
+A chapter's check computes, per rung of the ladder, on how many seeds the
+paper's statistic and its tie-aware version hold, finds the first rung where
+the paper's statistic holds on at least 4 of 5 seeds (``MIN_SEEDS``), and
+asserts that this is what the chapter's text says (``STATED``). When a rerun
+of the study changes a finding, the check fails until the text is updated: the
+text is never more optimistic than the runs.
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+import pandas as pd
+
+MIN_SEEDS = 4  # of 5: "a pattern holds at a rung"
+
+# The rungs of the ladder that bear on each pattern, bottom to top, and the
+# rung run on the held-out seeds 5-9.
+LADDER = {
+    "growing": ("faithful DSNAS", "DSNAS 20k steps"),
+    "width": ("faithful DSNAS", "DSNAS 20k steps"),
+    "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images"),
+}
+CONTROLS = {"growing": (), "width": (), "bilevel": ("faithful single-level control",)}
+HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS, held-out seeds",
+           "bilevel": "faithful bi-level DARTS, held-out seeds"}
+
+# What the chapters' text says the study found: the first rung where the paper's
+# statistic holds on >= MIN_SEEDS of 5 seeds (None: on none of the rungs reached),
+# and the count of held-out seeds on which it holds at the faithful preset.
+STATED: dict[str, dict] = {
+    "growing": {"rung": None, "heldout": None},
+    "width": {"rung": None, "heldout": None},
+    "bilevel": {"rung": None, "heldout": None},
+}
+
+
+@dataclass
+class StudyCheck:
+    pattern: str
+    counts: pd.DataFrame          # per rung: seeds, paper's statistic, tie-aware version
+    rung: str | None              # first rung where the paper's statistic holds on >= MIN_SEEDS seeds
+    heldout: int | None           # held-out seeds on which it holds at the faithful preset (None: not run)
+    heldout_seeds: int
+
+    @property
+    def stated(self) -> dict:
+        return STATED[self.pattern]
+
+    @property
+    def agrees(self) -> bool:
+        return self.stated == {"rung": self.rung, "heldout": self.heldout}
+
+    @property
+    def message(self) -> str:
+        return (f"{self.pattern}: the study finds rung={self.rung!r}, held-out seeds holding={self.heldout}; "
+                f"the chapter states {self.stated} (nas_core.chapters.checks.STATED). Update the text and "
+                f"STATED together.")
+
+    def sentence(self) -> str:
+        where = (f"holds on at least {MIN_SEEDS} of 5 seeds from the rung '{self.rung}' on"
+                 if self.rung else f"holds on at least {MIN_SEEDS} of 5 seeds on none of the rungs reached")
+        held = ("" if self.heldout is None else
+                f" On the held-out seeds 5-9 at the faithful preset it holds on {self.heldout} of "
+                f"{self.heldout_seeds}.")
+        return f"The paper's statistic, nas_core.patterns.{self.pattern}, {where}.{held}"
+
+    def report(self):
+        from IPython.display import display
+
+        print(textwrap.fill(self.sentence(), 78))
+        display(self.counts)
+
+
+def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
+    """The check of ``pattern``'s chapter from the study's runs table."""
+    if pattern not in LADDER:
+        raise ValueError(f"unknown pattern {pattern!r}; choose one of {', '.join(LADDER)}")
+    rows, first = [], None
+    for r in (*LADDER[pattern], *CONTROLS[pattern], HELDOUT[pattern]):
+        sub = runs[runs.rung == r]
+        if not len(sub):
+            rows.append({"rung": r, "seeds": 0, "paper's statistic": "not run", "tie-aware": "not run"})
+            continue
+        paper, strict = int(sub[f"{pattern}.holds"].sum()), int(sub[f"{pattern}_decisive.holds"].sum())
+        rows.append({"rung": r, "seeds": len(sub), "paper's statistic": f"{paper} of {len(sub)}",
+                     "tie-aware": f"{strict} of {len(sub)}"})
+        if r in LADDER[pattern] and first is None and len(sub) >= 5 and paper >= MIN_SEEDS:
+            first = r
+    held = runs[runs.rung == HELDOUT[pattern]]
+    heldout = int(held[f"{pattern}.holds"].sum()) if len(held) else None
+    return StudyCheck(pattern, pd.DataFrame(rows).set_index("rung"), first, heldout, len(held))

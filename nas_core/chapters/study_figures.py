@@ -1,0 +1,153 @@
+"""The study chapter's tables and figures, drawn from the committed study
+tables (``study/runs.csv``, ``study/curves.csv``; see ``nas_core.chapters.study``)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..viz import _LAYOUT, GROUP_COLORS, OP_LABEL, _mean_band, _title
+from .study import STATISTICS
+
+MARK = {True: "✓", False: "·"}
+STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
+              "width_decisive": "width (tie-aware)", "bilevel": "no edge / control", "bilevel_decisive":
+              "no edge / control (tie-aware)"}
+
+
+def per_seed(runs: pd.DataFrame, rungs: list[str], statistics=("width", "width_decisive")) -> pd.DataFrame:
+    """One row per rung and statistic, one column per seed: ✓ where it holds,
+    and the count over the seeds run."""
+    rows = []
+    for r in rungs:
+        sub = runs[runs.rung == r].sort_values("seed")
+        if not len(sub):
+            rows.append({"rung": r, "statistic": "(not run)", "holds": "0 of 0"})
+            continue
+        for stat in statistics:
+            row = {"rung": r, "statistic": STAT_LABEL[stat]}
+            row.update({f"seed {s}": MARK[bool(v)] for s, v in zip(sub.seed, sub[f"{stat}.holds"])})
+            row["holds"] = f"{int(sub[f'{stat}.holds'].sum())} of {len(sub)}"
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["rung", "statistic"]).fillna("")
+
+
+def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
+    """Per rung: seeds, steps, accuracies and gap, final edges, minutes per run,
+    and on how many seeds each statistic holds."""
+    rows = []
+    for r in rungs:
+        sub = runs[runs.rung == r]
+        if not len(sub):
+            rows.append({"rung": r, "seeds": 0})  # not run (yet): shown, not hidden
+            continue
+        row = {"rung": r, "seeds": len(sub), "steps": int(sub.steps.iloc[0]),
+               "train acc": sub.train_acc.mean(), "held-out acc": sub.heldout_acc.mean(), "gap": sub.gap.mean(),
+               "edges at the end": sub.final_selected.mean(), "min per run": sub.minutes.mean()}
+        for stat in STATISTICS:
+            row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("rung").round(3)
+
+
+def winners(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
+    """Per rung and edge: the op that wins the edge early (at a tenth of the run)
+    and at the end on most seeds, with the count of seeds ('skip 4/5')."""
+    rows = []
+    for r in rungs:
+        sub = runs[runs.rung == r]
+        if not len(sub):
+            continue
+        for when, col in (("early", "early_winners"), ("late", "late_winners")):
+            per_edge = list(zip(*[w.split("|") for w in sub[col]]))
+            row = {"rung": r, "when": when}
+            for e, ops in enumerate(per_edge):
+                op, n = Counter(ops).most_common(1)[0]
+                row[f"e{e}"] = f"{OP_LABEL.get(op, op)} {n}/{len(ops)}"
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["rung", "when"])
+
+
+def _edge_means(curves: pd.DataFrame, prefix: str, edges: dict) -> pd.DataFrame:
+    out = curves[["rung", "seed", "step"]].copy()
+    for name, cols in edges.items():
+        out[name] = curves[[f"{prefix}{e}" for e in cols]].mean(axis=1)
+    return out
+
+
+def p_none_figure(curves: pd.DataFrame, rungs: list[str], input_edges=(0, 1, 2, 3), deep_edges=(4,),
+                  title: str = "p(none) of the input edges and of the deep edge"):
+    """Mean p(none) over the input edges (solid) and the deep edge (dashed)
+    against steps, one colour per rung, mean and min-max band over seeds."""
+    df = _edge_means(curves, "p_none_e", {"input": input_edges, "deep": deep_edges})
+    fig = go.Figure()
+    for i, r in enumerate(rungs):
+        g = df[df.rung == r]
+        color = GROUP_COLORS[i % len(GROUP_COLORS)]
+        for part, dash in (("input", "solid"), ("deep", "dash")):
+            _mean_band(fig, g, "step", part, name=f"{r}: {part}", color=color, dash=dash, legendgroup=f"{r}{part}")
+    fig.add_hline(y=1 / 8, line=dict(color="grey", dash="dot", width=1), annotation_text="uniform 1/8",
+                  annotation_position="bottom right")
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="p(none)")
+    fig.update_layout(**_LAYOUT, height=480, legend=dict(orientation="h", y=-0.25),
+                      title=_title(title, "solid: input edges (mean), dashed: the deep edge; mean and min–max "
+                                          "band over seeds"))
+    fig.update_layout(margin=dict(t=95))
+    return fig
+
+
+def curves_figure(curves: pd.DataFrame, rungs: list[str], columns: dict, title: str, note: str = "",
+                  zero_line: bool = False):
+    """One panel per column of the curves table ({column: panel title}), mean
+    and min-max band over seeds against steps, one colour per rung."""
+    fig = make_subplots(rows=1, cols=len(columns), horizontal_spacing=0.12, subplot_titles=list(columns.values()))
+    for i, r in enumerate(rungs):
+        g = curves[curves.rung == r]
+        color = GROUP_COLORS[i % len(GROUP_COLORS)]
+        for col, y in enumerate(columns, 1):
+            if g[y].notna().any():
+                _mean_band(fig, g.dropna(subset=[y]), "step", y, name=r, color=color, row=1, col=col,
+                           showlegend=col == 1)
+            if zero_line:
+                fig.add_hline(y=0, line=dict(color="grey", width=1), row=1, col=col)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(**_LAYOUT, height=470, legend=dict(orientation="h", y=-0.25),
+                      title=_title(title, note or "mean and min–max band over seeds"))
+    fig.update_layout(margin=dict(t=100))
+    return fig
+
+
+def settings_table() -> pd.DataFrame:
+    """The quantities that decide what a small run shows (the paper's, the
+    faithful presets', the first calibration's), read from the presets."""
+    from ..presets import preset
+    from .study import TRAIN_SPLIT
+
+    def steps(c):
+        n = min(c.train_size or TRAIN_SPLIT[c.data], TRAIN_SPLIT[c.data])
+        return c.epochs * max(1, n // c.batch_size)
+
+    rows = {}
+    for label, name in (("faithful DSNAS", "growing"), ("first calibration, DSNAS", "levers-dsnas"),
+                        ("faithful bi-level", "bilevel"), ("first calibration, bi-level", "levers-bilevel")):
+        c = preset(name)
+        rows[label] = {"arch lr / weight lr": f"{c.arch_lr:g} / {c.lr:g}", "classifier init": f"x{c.logit_scale:g}",
+                       "augmentation": f"shift ≤ {c.augment_shift} px per batch" if c.augment_shift else "none",
+                       "train images": c.train_size or TRAIN_SPLIT[c.data],
+                       "labels replaced": f"{c.label_noise:.0%}", "steps": steps(c)}
+    rows["the paper, DSNAS"] = {"arch lr / weight lr": "0.0003 / 0.025", "classifier init": "x1",
+                                "augmentation": "crop (pad 4) + flip per batch", "train images": 50_000,
+                                "labels replaced": "0%", "steps": "about 78k"}
+    rows["the paper, bi-level DARTS"] = {**rows["the paper, DSNAS"], "train images": 25_000, "steps": "about 13k"}
+    return pd.DataFrame(rows).T
+
+
+def out_of_reach() -> pd.DataFrame:
+    """The rungs this machine cannot run, with the command that runs one seed."""
+    from .study import RUNGS
+
+    return pd.DataFrame([{"rung": r.name, "what": r.note, "command": r.command()} for r in RUNGS if not r.cpu]
+                        ).set_index("rung")
