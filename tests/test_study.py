@@ -1,0 +1,82 @@
+"""The study's rungs, tables and the chapters' checks (nas_core.chapters)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from nas_core import run
+from nas_core.chapters import checks, study, study_figures
+from nas_core.presets import DEPARTURES, preset
+
+TINY = {"data": "synthetic", "cells": 2, "channels": 4, "epochs": 3}
+
+
+def test_rungs_are_data_and_their_configs_are_valid():
+    names = [r.name for r in study.RUNGS]
+    assert len(names) == len(set(names))
+    for r in study.RUNGS:
+        assert r.configs() and all(c.seed in r.seeds for c in r.configs())
+    # the held-out seeds never appear in a rung that chooses
+    for r in study.RUNGS:
+        assert set(r.seeds) <= set(study.HELDOUT_SEEDS) if r.group == "heldout" else \
+            not set(r.seeds) & set(study.HELDOUT_SEEDS)
+    assert {r.name for r in study.RUNGS if r.group == "ablation"} == {k for k, v in DEPARTURES.items() if v}
+    with pytest.raises(ValueError, match="unknown rung"):
+        study.rung("nope")
+    assert "--epochs 2786" in study.rung("DSNAS 78k steps").command()
+
+
+def test_tables_from_executed_runs(tmp_path, monkeypatch):
+    tiny = study.Rung("tiny", "ladder", "growing", TINY, seeds=(0, 5))
+    monkeypatch.setattr(study, "RUNGS", (tiny,))
+    hs = [run(c, cache_dir=tmp_path, progress=False) for c in tiny.configs()]
+    assert study.finished(cache_dir=tmp_path)["tiny"][0].records == hs[0].records
+    runs, curves = study.tables({"tiny": hs})
+    assert list(runs.seed) == [0, 5] and list(runs.heldout_seed) == [False, True]
+    assert (runs.steps == 3 * 96 // 32).all() and (runs.epochs == 3).all()
+    for stat in study.STATISTICS:
+        assert runs[f"{stat}.holds"].dtype == bool
+    assert len(curves) == 6 and {"p_none_e4", "conv_cost_train_deep", "decisively_selected"} <= set(curves)
+    paths = study.write_tables({"tiny": hs}, tmp_path / "tables")
+    again, _ = study.load_tables(tmp_path / "tables")
+    assert list(again.run) == list(runs.run) and all(p.is_file() for p in paths)
+    # the study chapter's tables accept what is there and show what is not
+    table = study_figures.rung_table(again, ["tiny", "never run"])
+    assert table.loc["never run", "seeds"] == 0 and table.loc["tiny", "seeds"] == 2
+    assert len(study_figures.winners(again, ["tiny"])) == 2
+
+
+def test_load_tables_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make study"):
+        study.load_tables(tmp_path)
+
+
+def table_with(holds: dict[str, list[bool]], stat="width") -> pd.DataFrame:
+    rows = []
+    for rung, values in holds.items():
+        for seed, v in enumerate(values):
+            rows.append({"rung": rung, "seed": seed, f"{stat}.holds": v, f"{stat}_decisive.holds": False})
+    return pd.DataFrame(rows)
+
+
+def test_study_check_finds_the_first_rung_with_four_of_five(monkeypatch):
+    low, high = checks.LADDER["width"]
+    monkeypatch.setitem(checks.STATED, "width", {"rung": high, "heldout": 4})
+    t = table_with({low: [True, True, True, False, False], high: [True] * 4 + [False],
+                    checks.HELDOUT["width"]: [True] * 4 + [False]})
+    c = checks.study_check("width", t)
+    assert (c.rung, c.heldout) == (high, 4) and c.agrees
+    t = table_with({low: [True] * 4 + [False], high: [True] * 5})
+    c = checks.study_check("width", t)
+    assert c.rung == low and c.heldout is None and not c.agrees and "STATED" in c.message
+    # four of four seeds is not four of five: a rung needs five seeds
+    assert checks.study_check("width", table_with({low: [True] * 4})).rung is None
+    with pytest.raises(ValueError):
+        checks.study_check("nope", t)
+
+
+def test_settings_table_reads_the_presets():
+    t = study_figures.settings_table()
+    assert t.loc["faithful DSNAS", "arch lr / weight lr"] == "0.0003 / 0.025"
+    assert t.loc["first calibration, DSNAS", "classifier init"] == "x20"
+    assert t.loc["faithful DSNAS", "steps"] == preset("growing").epochs * 28
