@@ -250,6 +250,8 @@ def _restore(path: Path, records: list[dict], search, epochs: int | None = None)
             warnings.warn(f"{path}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']})",
                           RuntimeWarning, stacklevel=3)
         return state
+    if len(records) == 1 and problems == [f"{CHECKPOINT} is missing", f"{PREVIOUS} is missing"]:
+        return search.state_dict()  # killed before the first checkpoint: epoch 1 is recomputed from the start
     raise RunError(f"{path}: no usable checkpoint for the {len(records)} finished epochs of history.jsonl "
                    f"({'; '.join(problems)}). Those epochs are intact (load() and `show` read them); to compute "
                    f"the run again, {_RESTART}.")

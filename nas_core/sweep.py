@@ -422,6 +422,7 @@ def run_trial(trial: Trial) -> dict:
 
 
 WORKER_FILE = "worker.pid"
+_START_METHOD = "spawn"  # of the local pool's workers (tests use fork: no second import of torch)
 
 
 def _run_in_worker(trial: Trial) -> dict:
@@ -449,7 +450,7 @@ def _local(trials: list[Trial], workers: int, report):
     import multiprocessing
 
     # spawn: no fork of a process that may hold torch threads; the workers inherit _thread_env
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_START_METHOD)
     todo, stalls = list(trials), 0
     while todo:  # a worker that dies takes its pool down: the others' trials go on in a new pool
         again = _pool(todo, workers, context, report)

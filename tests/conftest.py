@@ -41,3 +41,14 @@ def ray_local():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The tally of tests/test_faults.py, when it ran."""
+    import sys
+
+    module = sys.modules.get("test_faults") or sys.modules.get("tests.test_faults")
+    tally = getattr(module, "TALLY", None)
+    if tally and tally["injected"]:
+        terminalreporter.write_line(f"faults injected: {tally['injected']}, survived: {tally['survived']}, "
+                                    f"finished epochs lost: {tally['lost']}")
