@@ -80,3 +80,19 @@ def test_settings_table_reads_the_presets():
     assert t.loc["faithful DSNAS", "arch lr / weight lr"] == "0.0003 / 0.025"
     assert t.loc["first calibration, DSNAS", "classifier init"] == "x20"
     assert t.loc["faithful DSNAS", "steps"] == preset("growing").epochs * 28
+
+
+def test_claims_are_checked_on_every_seed_or_the_mean(monkeypatch):
+    low = checks.LADDER["width"][0]
+    t = pd.DataFrame({"rung": [low] * 3, "seed": [0, 1, 2], "gap": [0.1, 0.2, 0.3],
+                      "width.holds": [True] * 3, "width_decisive.holds": [False] * 3})
+    monkeypatch.setitem(checks.CLAIMS, "width", [
+        ("every gap at least 0.1", low, "gap", ">=", 0.1, "all"),
+        ("every gap at least 0.2", low, "gap", ">=", 0.2, "all"),
+        ("mean gap at least 0.2", low, "gap", ">=", 0.2, "mean"),
+        ("a rung never run", "never run", "gap", ">=", 0.0, "all")])
+    table = checks.claims_table("width", t)
+    assert list(table["holds"]) == [True, False, True, False]
+    monkeypatch.setitem(checks.STATED, "width", {"rung": None, "heldout": None})
+    c = checks.study_check("width", t)
+    assert not c.agrees and "every gap at least 0.2" in c.message

@@ -38,6 +38,34 @@ STATED: dict[str, dict] = {
 }
 
 
+# The chapters' other statements about the study, each checked on every seed of
+# a rung (``all``) or on the seeds' mean (``mean``): (statement, rung, column,
+# comparison, value, over).
+CLAIMS: dict[str, list[tuple]] = {
+    "growing": [],
+    "width": [],
+    "bilevel": [],
+}
+_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
+            ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+
+
+def claims_table(pattern: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """Each statement of ``CLAIMS[pattern]`` with the value the runs give and
+    whether it holds (a rung without runs fails)."""
+    rows = []
+    for text, rung, column, op, value, over in CLAIMS[pattern]:
+        sub = runs.loc[runs.rung == rung, column]
+        if not len(sub):
+            rows.append({"statement": text, "rung": rung, "measured": "not run", "holds": False})
+            continue
+        measured = sub.mean() if over == "mean" else (sub.min() if op in (">=", ">") else sub.max())
+        ok = bool(_COMPARE[op](sub.mean(), value)) if over == "mean" else bool(_COMPARE[op](sub, value).all())
+        rows.append({"statement": text, "rung": rung, "measured": f"{column} {over}: {measured:.4g}",
+                     "holds": ok})
+    return pd.DataFrame(rows, columns=["statement", "rung", "measured", "holds"])
+
+
 @dataclass
 class StudyCheck:
     pattern: str
@@ -50,15 +78,19 @@ class StudyCheck:
     def stated(self) -> dict:
         return STATED[self.pattern]
 
+    claims: pd.DataFrame = None   # the chapter's other statements, checked (claims_table)
+
     @property
     def agrees(self) -> bool:
-        return self.stated == {"rung": self.rung, "heldout": self.heldout}
+        """The finding and every other statement of the chapter agree with the runs."""
+        return self.stated == {"rung": self.rung, "heldout": self.heldout} and bool(self.claims["holds"].all())
 
     @property
     def message(self) -> str:
+        wrong = list(self.claims.loc[~self.claims["holds"], "statement"])
         return (f"{self.pattern}: the study finds rung={self.rung!r}, held-out seeds holding={self.heldout}; "
-                f"the chapter states {self.stated} (nas_core.chapters.checks.STATED). Update the text and "
-                f"STATED together.")
+                f"the chapter states {self.stated} (nas_core.chapters.checks.STATED); statements the runs do "
+                f"not support: {wrong or 'none'} (CLAIMS). Update the text, STATED and CLAIMS together.")
 
     def sentence(self) -> str:
         where = (f"holds on at least {MIN_SEEDS} of 5 seeds from the rung '{self.rung}' on"
@@ -73,6 +105,9 @@ class StudyCheck:
 
         print(textwrap.fill(self.sentence(), 78))
         display(self.counts)
+        if len(self.claims):
+            print("The chapter's other statements, checked on the study's runs:")
+            display(self.claims.set_index("statement"))
 
 
 def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
@@ -92,4 +127,5 @@ def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
             first = r
     held = runs[runs.rung == HELDOUT[pattern]]
     heldout = int(held[f"{pattern}.holds"].sum()) if len(held) else None
-    return StudyCheck(pattern, pd.DataFrame(rows).set_index("rung"), first, heldout, len(held))
+    return StudyCheck(pattern, pd.DataFrame(rows).set_index("rung"), first, heldout, len(held),
+                      claims_table(pattern, runs))
