@@ -109,6 +109,8 @@ def main(argv=None):
                     help="calibrated CPU defaults; other flags override them")
     ps.add_argument("--out", default=None, help="run directory (default: the run cache, keyed by the config)")
     ps.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
+    ps.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="torch threads (default on the CPU: 1; runs side by side each get a core)")
     ps.add_argument("--restart", action="store_true",
                     help="discard the checkpoint and history of this config's run directory and start over")
     ps.add_argument("--no-progress", action="store_true")
@@ -139,7 +141,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
-            h = run(config_from_args(args), args.out, overwrite=args.overwrite, restart=args.restart,
+            config = config_from_args(args)
+            if args.threads is not None or config.resolved_device().type == "cpu":
+                import torch
+
+                torch.set_num_threads(args.threads or 1)
+            h = run(config, args.out, overwrite=args.overwrite, restart=args.restart,
                     progress=not args.no_progress)
             final = f"; final derived cell {h.last['derived']}" if h.records else ""
             print(f"{h.path}: {len(h)} epochs{final}")

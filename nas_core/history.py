@@ -420,4 +420,9 @@ def run_all(configs, *, workers: int | None = None, cache_dir: str | Path | None
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(workers, context, initializer=init_worker) as pool:
             list(pool.map(_run_quietly, todo, [cache_dir] * len(todo)))
-    return [run(c, cache_dir=cache_dir, progress=False) for c in configs]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # runs left to this process (workers == 1) get one thread too, as in a worker
+    try:
+        return [run(c, cache_dir=cache_dir, progress=False) for c in configs]
+    finally:
+        torch.set_num_threads(threads)
