@@ -15,6 +15,7 @@ from .config import Intervention, SearchConfig
 from .faults import DivergenceError, finite_or_none
 from .history import RunError, load, run
 from .patterns import statistics
+from .space import cell_types
 
 _SPECIAL = {"intervention"}
 
@@ -94,10 +95,7 @@ def show(path, out=sys.stdout):
 
 
 def _cell_types(c: SearchConfig) -> list[str]:
-    if c.network != "standard":
-        return ["normal"] * c.cells
-    red = {c.cells // 3, 2 * c.cells // 3}
-    return ["reduce" if i in red else "normal" for i in range(c.cells)]
+    return cell_types(c.network, c.cells)
 
 
 def main(argv=None):

@@ -26,6 +26,7 @@ from .cost import OutputCostStats, output_cost
 from .ops import NONE, OPS, PARAMETRIC
 from .relax import UniformSample
 from .search import Search, kept_buffers
+from .space import cell_types
 
 PARAMETRIC_INDEX = [OPS.index(o) for o in PARAMETRIC]
 OP_SHORT = {"none": "none", "max_pool_3x3": "max", "avg_pool_3x3": "avg", "skip_connect": "skip",
@@ -112,13 +113,15 @@ def record_costs(record: dict, split: str):
     return np.array(stats["mean"], dtype=float), np.array(stats["count"])
 
 
-def edge_op_costs(record: dict, split: str) -> np.ndarray | None:
-    """Edges x ops mean cost summed over the cells that share alpha (the cost
-    alpha sees), NaN where no cell computed the op."""
+def edge_op_costs(record: dict, split: str, config, cell_type: str = "normal") -> np.ndarray | None:
+    """Edges x ops mean cost summed over the cells of ``cell_type``, the cells
+    that share one alpha (the cost that alpha sees), NaN where no such cell
+    computed the op. ``config`` (the run's) says which cells are of which type."""
     got = record_costs(record, split)
     if got is None:
         return None
     mean, _ = got
+    mean = mean[[i for i, t in enumerate(cell_types(config.network, config.cells)) if t == cell_type]]
     allnan = np.isnan(mean).all(0)
     return np.where(allnan, np.nan, np.nansum(mean, 0))
 
@@ -160,7 +163,7 @@ def cost_frame(runs, splits=("train",), how: str = "parametric"):
             top = h.config.topology
             for r in h.records:
                 for split in splits:
-                    m = edge_op_costs(r, split)
+                    m = edge_op_costs(r, split, h.config)
                     if m is None:
                         continue
                     c = edge_cost(m, how, r["probs"]["normal"])
@@ -329,7 +332,7 @@ def mean_matrix(runs, split: str, epochs) -> np.ndarray:
     """Edges x ops cost summed over cells, averaged over the given epochs (1-based)
     and over the runs (seeds); NaN where never measured."""
     hs = [h for v in _runs(runs).values() for h in v]
-    ms = [edge_op_costs(h.records[e - 1], split) for h in hs for e in epochs]
+    ms = [edge_op_costs(h.records[e - 1], split, h.config) for h in hs for e in epochs]
     with _quiet():
         return np.nanmean(np.stack(ms), 0)
 

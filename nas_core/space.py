@@ -64,6 +64,16 @@ class Topology:
         return tuple(range(2 + self.steps - self.multiplier, 2 + self.steps))
 
 
+def cell_types(network: str, n_cells: int) -> list[str]:
+    """The type of each cell of a network, in order: ``all_normal`` (the
+    authors' analysis network) has only normal cells; ``standard`` (DARTS') has
+    reduction cells at 1/3 and 2/3 of the depth. The one place this rule lives."""
+    if network not in ("all_normal", "standard"):
+        raise ValueError(f"unknown network {network!r}; choose all_normal or standard")
+    reductions = {n_cells // 3, 2 * n_cells // 3} if network == "standard" else set()
+    return ["reduce" if i in reductions else "normal" for i in range(n_cells)]
+
+
 def derive(probs, allowed=None) -> list[str]:
     """Argmax op per edge with ``none`` counted and every edge kept (the paper's view).
 

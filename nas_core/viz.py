@@ -35,7 +35,7 @@ from plotly.io.base_renderers import NotebookRenderer
 from plotly.subplots import make_subplots
 
 from .ops import NONE, OPS, PARAMETRIC
-from .space import Topology, random_width_depth
+from .space import Topology, cell_types, random_width_depth
 
 
 class BookRenderer(NotebookRenderer):
@@ -144,10 +144,7 @@ def _random_wd(n_selected: int, steps: int, multiplier: int) -> tuple[float, flo
 
 
 def _cell_types(config) -> list[str]:
-    """Type of each network cell, in network order (as ``supernet.Network``)."""
-    n = config.cells
-    reductions = {n // 3, 2 * n // 3} if config.network == "standard" else set()
-    return ["reduce" if i in reductions else "normal" for i in range(n)]
+    return cell_types(config.network, config.cells)
 
 
 def epoch_frame(runs, cell_type: str = "normal"):
