@@ -49,7 +49,7 @@ def wrong_type(name):
         | st.sampled_from([math.nan, math.inf, -math.inf]),
         str: st.integers() | st.floats() | st.booleans() | st.lists(st.text(), max_size=2)
         | st.dictionaries(st.text(), st.text(), max_size=2),
-    }.get(base, st.integers() | st.floats() | st.text() | st.lists(st.integers(), min_size=1))
+    }.get(base, st.floats() | st.booleans())  # another type (e.g. Intervention): a number is never one
     if not _optional(name):
         others = others | st.none()
     return others
