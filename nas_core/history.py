@@ -365,7 +365,8 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
                     save_checkpoint(path, search.state_dict(), e)
                 except OSError as err:
                     raise RunError(f"{path}: cannot save epoch {e} ({err}); the {len(records)} finished epochs "
-                                   f"before it are intact: free space or fix permissions, then rerun to resume") from err
+                                   f"before it are intact: free space or fix permissions, then rerun to "
+                                   f"resume") from err
                 if faults.injected("checkpoint", e):
                     faults.die()
                 records.append(record)
