@@ -13,9 +13,9 @@ TINY = {"data": "synthetic", "cells": 2, "channels": 4, "epochs": 2, "batch_size
 def specs(tmp_path, monkeypatch):
     d = tmp_path / "specs"
     d.mkdir()
-    (d / "bi.yaml").write_text(yaml.safe_dump({"base": {"preset": "bilevel", **TINY}}))
-    (d / "control.yaml").write_text(yaml.safe_dump({"base": {"preset": "bilevel-control", **TINY}}))
-    (d / "levers.yaml").write_text(yaml.safe_dump({"base": {"preset": "growing", **TINY},
+    (d / "bi.yaml").write_text(yaml.safe_dump({"base": {"preset": "levers-bilevel", **TINY}}))
+    (d / "control.yaml").write_text(yaml.safe_dump({"base": {"preset": "levers-bilevel-control", **TINY}}))
+    (d / "levers.yaml").write_text(yaml.safe_dump({"base": {"preset": "levers-dsnas", **TINY},
                                                    "grid": {"arch_lr": [0.01, 0.03]}}))
     monkeypatch.setattr(calibration, "STUDIES", {"bi.yaml": ("bilevel", "4-5"),
                                                  "control.yaml": ("bilevel-control", "4-5"),
@@ -52,7 +52,7 @@ def test_study_table(specs, tmp_path):
 
 
 def test_a_run_shared_by_two_sweeps_of_a_study_is_one_row(specs, monkeypatch):
-    (specs / "corner.yaml").write_text(yaml.safe_dump({"base": {"preset": "growing", **TINY, "arch_lr": 0.03},
+    (specs / "corner.yaml").write_text(yaml.safe_dump({"base": {"preset": "levers-dsnas", **TINY, "arch_lr": 0.03},
                                                        "grid": {"logit_scale": [20.0, 5.0]}}))
     monkeypatch.setattr(calibration, "STUDIES", {"levers.yaml": ("levers", "0"), "corner.yaml": ("levers", "0")})
     table = calibration.collect(calibration.run_study(specs, workers=1, progress=False))
@@ -73,7 +73,7 @@ def test_cli_writes_the_table(specs, tmp_path):
 
 
 def test_failed_trials_are_reported(specs, tmp_path, capsys):
-    (specs / "control.yaml").write_text(yaml.safe_dump({"base": {"preset": "bilevel-control", **TINY,
+    (specs / "control.yaml").write_text(yaml.safe_dump({"base": {"preset": "levers-bilevel-control", **TINY,
                                                                  "train_size": 10_000}}))
     out = tmp_path / "calibration.csv"
     assert cli.main(["calibrate", "--specs", str(specs), "--table", str(out), "--workers", "1"]) == 1

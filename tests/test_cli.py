@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from nas_core import SearchConfig
+from nas_core import SearchConfig, patterns
 from nas_core.cli import main as cli_main
 from nas_core.search import Search
 
@@ -33,7 +33,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "derived cell" in capsys.readouterr().out
     assert cli_main(["stats", str(out)]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert set(stats) == {"growing", "width", "bilevel"} and all("holds" in v for v in stats.values())
+    assert set(stats) == set(patterns.PATTERNS) >= {"growing", "width", "bilevel", "width_decisive"} and all("holds" in v for v in stats.values())
     assert cli_main(["search", "--algorithm", "foo", "--out", str(tmp_path / "x")]) == 2
     assert "choose one of" in capsys.readouterr().err
     # --epochs 0 used to "finish" an empty run: now refused before anything runs
