@@ -17,7 +17,9 @@ and ``affine=False`` is per channel, so this is exact, running statistics
 included); Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is
 ``BN(y)`` with weight Z_k), read from one padded flat copy of Z per cell type by
 ``index_select``, so dL/dZ arrives through the same autograd graph. Parameters
-and state_dict keys are the same in both paths. ``fast_path(False)`` (a context
+and state_dict keys are the same in both paths. An edge one of whose ops has a
+forward hook runs the plain way (a hook sees each op's call, which the fused sum
+does not make). ``fast_path(False)`` (a context
 manager), ``Network(..., fast=False)`` or ``NAS_CORE_FAST=0`` selects the plain
 path; tests/test_fastpath.py checks that both give the same losses, weight
 gradients and costs.
@@ -61,6 +63,11 @@ MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
 ONE = len(OPS)  # index of the constant 1 appended to each row of the flat Z
 
 
+def _global_hooks() -> bool:
+    m = nn.modules.module
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
+
+
 def _batch_norm(x, bns, weight, training):
     """The BNs ``bns`` (affine=False, one per consecutive block of channels of x)
     applied at once, with ``weight`` multiplying the normalised output. Running
@@ -76,8 +83,10 @@ def _batch_norm(x, bns, weight, training):
         with torch.no_grad():
             if len(bns) > 1:
                 sizes = [b.num_features for b in bns]
-                torch._foreach_copy_([b.running_mean for b in bns], list(rm.split(sizes)))
-                torch._foreach_copy_([b.running_var for b in bns], list(rv.split(sizes)))
+                # through .data: as inside BN's own kernel, the buffers' version counters do not move
+                # (autograd saved them in graphs that may still be waiting for backward)
+                torch._foreach_copy_([b.running_mean.data for b in bns], list(rm.split(sizes)))
+                torch._foreach_copy_([b.running_var.data for b in bns], list(rv.split(sizes)))
             torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
     return y
 
@@ -87,6 +96,36 @@ def _pointwise(parts, convs):
     if len(parts) == 1:
         return F.conv2d(parts[0], convs[0].weight)
     return F.conv2d(torch.cat(parts, dim=1), torch.cat([c.weight for c in convs]), groups=len(parts))
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """A stride-1 depthwise conv whose backward computes the input gradient as a
+    forward conv with the flipped kernel (the CPU's fused backward of a depthwise
+    conv is several times slower than its forward) and the weight gradient alone."""
+
+    @staticmethod
+    def forward(ctx, x, w, padding, groups):
+        ctx.save_for_backward(x, w)
+        ctx.padding, ctx.groups = padding, groups
+        return F.conv2d(x, w, None, 1, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = F.conv2d(g, w.flip(-2, -1), None, 1, ctx.padding, 1, ctx.groups)
+        if ctx.needs_input_grad[1]:
+            gw = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0],
+                                                     ctx.groups, [False, True, False])[1]
+        return gx, gw, None, None
+
+
+def _conv_same(x, w, padding, groups):
+    """Stride-1, dilation-1 depthwise conv with 'same' padding."""
+    if padding == ((w.shape[-2] - 1) // 2, (w.shape[-1] - 1) // 2) and torch.is_grad_enabled():
+        return _DepthwiseConv.apply(x, w, padding, groups)
+    return F.conv2d(x, w, None, 1, padding, 1, groups)
 
 
 def _depthwise(x, conv):
@@ -100,14 +139,16 @@ def _depthwise(x, conv):
         n, c, h, wd = x.shape
         if conv.stride == (2, 2):  # only the even rows and columns are read
             x0 = x[:, :, ::2, ::2].contiguous(memory_format=torch.channels_last)
-            return F.conv2d(x0, w, None, 1, pad, 1, conv.groups)
+            return _conv_same(x0, w, pad, conv.groups)
         if conv.stride == (1, 1) and h % 2 == 0 and wd % 2 == 0:
             # (n, c, h/2, r, w/2, s) -> (r, s, n, h/2, w/2, c): a batch of 4n phases, channels last
             ph = x.reshape(n, c, h // 2, 2, wd // 2, 2).permute(3, 5, 0, 2, 4, 1)
             ph = ph.reshape(4 * n, h // 2, wd // 2, c).permute(0, 3, 1, 2)
-            y = F.conv2d(ph, w, None, 1, pad, 1, conv.groups)  # (4n, c, h/2, w/2)
+            y = _conv_same(ph, w, pad, conv.groups)  # (4n, c, h/2, w/2)
             y = y.permute(0, 2, 3, 1).reshape(2, 2, n, h // 2, wd // 2, c).permute(2, 3, 0, 4, 1, 5)
             return y.reshape(n, h, wd, c).permute(0, 3, 1, 2)
+    if conv.stride == (1, 1) and conv.dilation == (1, 1):
+        return _conv_same(x, w, conv.padding, conv.groups)
     return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
@@ -116,6 +157,8 @@ def _sum_blocks(y, c, m):
     nothing is left). One split, whose backward is one cat: slicing each block
     instead would fill a zero gradient of all of y's channels per block."""
     rest = y.shape[1] - m * c
+    if m == 1 and not rest:
+        return y, None
     parts = y.split([c] * m + ([rest] if rest else []), dim=1)
     out = parts[0]
     for i in range(1, m):
@@ -142,6 +185,9 @@ class MixedEdge(nn.Module):
         """The same sum as :meth:`forward`, fused (see the module docstring). ``zf``
         is the flat padded Z of this cell type; this edge's row starts at ``base``."""
         ops, s, c, training = self.ops, self.stride, self.channels, self.training
+        if any(ops[k]._forward_hooks or ops[k]._forward_pre_hooks for k in active) or _global_hooks():
+            # hooks expect each op's own call, input and output, which the fused sum never forms
+            return self.forward(x, zf[base:base + len(OPS)], active)
         xr = None
         blocks, bns, wix = [], [], []  # stage 1: pools and skip (reduce), weighted by Z
         dil, sep = [], []              # (op, first unit) of the convs
@@ -193,9 +239,9 @@ class MixedEdge(nn.Module):
             else:
                 rest = y
             if sep:
-                r = F.relu(rest)
                 units = [ops[k][1] for k, _ in sep]
-                rs = r.split(c, dim=1) if len(sep) > 1 else (r,)
+                # one ReLU per block: each output is dense (a slice of one ReLU's output would be copied by the conv)
+                rs = [F.relu(r) for r in rest.split(c, dim=1)] if len(sep) > 1 else [F.relu(rest)]
                 dw2 = [_depthwise(ri, u[1]) for ri, u in zip(rs, units)]
                 y2 = _batch_norm(_pointwise(dw2, [u[2] for u in units]), [u[3] for u in units],
                                  zf.index_select(0, self._index(zf, base, tuple(k for k, _ in sep), c)), training)
