@@ -11,6 +11,7 @@ are out of reach on two cores; the study prints their commands instead.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ def rung(name: str) -> Rung:
 # ---- the tables ------------------------------------------------------------------
 TABLE_DIR = Path(__file__).resolve().parents[2] / "study"
 RUNS_TABLE, CURVES_TABLE = "runs.csv", "curves.csv"
+# where a notebook without the repository (Colab) reads the committed tables ($NAS_STUDY_URL overrides)
+REPOSITORY_TABLES = "https://raw.githubusercontent.com/wiring-nas/wiring-nas/main/study"
 STATISTICS = ("growing", "growing_decisive", "width", "width_decisive", "bilevel", "bilevel_decisive")
 CURVE_POINTS = 150   # at most this many epochs per run in the curves table (evenly spaced, last one kept)
 _CONV = [OPS.index(o) for o in PARAMETRIC]
@@ -240,6 +243,14 @@ def load_tables(out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFra
     repository, or of the working directory or its parent (a notebook in ``book/``)."""
     if out is None:
         found = [d for d in (TABLE_DIR, Path("study"), Path("../study")) if (d / RUNS_TABLE).is_file()]
+        if not found and os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES):
+            # an installed package without the repository (Colab): the committed tables online
+            url = os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES).rstrip("/")
+            try:
+                return pd.read_csv(f"{url}/{RUNS_TABLE}"), pd.read_csv(f"{url}/{CURVES_TABLE}")
+            except OSError as err:
+                raise FileNotFoundError(f"no study tables here and none at {url} ({err}); run the chapter in "
+                                        f"a clone of the repository, or `make study`") from None
         out = found[0] if found else TABLE_DIR
     out = Path(out)
     missing = [n for n in (RUNS_TABLE, CURVES_TABLE) if not (out / n).is_file()]
