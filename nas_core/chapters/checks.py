@@ -32,8 +32,8 @@ HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS
 # statistic holds on >= MIN_SEEDS of 5 seeds (None: on none of the rungs reached),
 # and the count of held-out seeds on which it holds at the faithful preset.
 STATED: dict[str, dict] = {
-    "growing": {"rung": None, "heldout": None},
-    "width": {"rung": None, "heldout": None},
+    "growing": {"rung": None, "heldout": 0},
+    "width": {"rung": "faithful DSNAS", "heldout": 5},
     "bilevel": {"rung": None, "heldout": None},
 }
 
@@ -41,10 +41,29 @@ STATED: dict[str, dict] = {
 # The chapters' other statements about the study, each checked on every seed of
 # a rung (``all``) or on the seeds' mean (``mean``): (statement, rung, column,
 # comparison, value, over).
+F, B = "faithful DSNAS", "faithful bi-level DARTS"
 CLAIMS: dict[str, list[tuple]] = {
-    "growing": [],
-    "width": [],
-    "bilevel": [],
+    "growing": [
+        ("the cell keeps at least 4 of its 5 edges through the first third", F,
+         "growing.early_min_fraction", ">=", 0.8, "all"),
+        ("the train output cost is positive for the first epoch (28 steps) at most", F,
+         "positive_output_cost_steps", "<=", 28, "all"),
+        ("the mean p(none) over the edges falls", F, "p_none_rise", "<", 0.0, "all"),
+    ],
+    "width": [
+        ("all four input edges are selected at the end", F, "width.input_edges_fraction", "==", 1.0, "all"),
+        ("the deep edge's p(none) ends above the uniform 1/8", F, "p_none_e4", ">", 0.125, "all"),
+        ("the tie-aware statistic fails because an edge stays undecided", F,
+         "width_decisive.undecided", ">=", 1, "all"),
+    ],
+    "bilevel": [
+        ("the generalisation gap is at least 9 points on every seed", B, "gap", ">=", 0.09, "all"),
+        ("the deep edge ends with none", B, "width.deep_edges_selected", "==", 0, "all"),
+        ("train accuracy reaches 1.00 (mean over the last tenth)", B, "train_acc", ">=", 0.99, "all"),
+        ("the mean p(none) over the edges rises", B, "p_none_rise", ">", 0.0, "all"),
+        ("the deep edge's p(none) ends above 0.15", B, "p_none_e4", ">", 0.15, "all"),
+        ("edges remain at the end", B, "final_selected", ">=", 1, "all"),
+    ],
 }
 _COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
             ">": lambda a, b: a > b, "<": lambda a, b: a < b}
