@@ -10,11 +10,12 @@ deleted edge never computes.
 Two implementations of the same maths. The *plain* path is the textbook one:
 each op is its module and ``sum_k Z_k * op_k(x)``. The *fast* path (the default)
 runs in channels-last memory; an edge computes relu(x) once for every op that
-starts with it; the depthwise stages of its ops each run as their own conv, but
-their pointwise 1x1 convs run as one grouped conv and every BatchNorm of one
-stage runs as one BN over the concatenated channels (BN with batch statistics
-and ``affine=False`` is per channel, so this is exact, running statistics
-included); Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is
+starts with it; the depthwise stages of its ops each run as their own conv
+(dilated ones as dense convs on the polyphase components of their input, stride-1
+ones with an input gradient computed as a forward conv), their pointwise 1x1
+convs as one grouped conv, and every BatchNorm of one stage as one BN over the
+concatenated channels (BN with batch statistics and ``affine=False`` is per
+channel, so this is exact, running statistics included); Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is
 ``BN(y)`` with weight Z_k), read from one padded flat copy of Z per cell type by
 ``index_select``, so dL/dZ arrives through the same autograd graph. Parameters
 and state_dict keys are the same in both paths. An edge one of whose ops has a
