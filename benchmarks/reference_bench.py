@@ -167,7 +167,7 @@ def dsnas_compare(old_ref: str, rounds: int, steps: int, timeout: float) -> dict
         return res
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
+        tmp.rmdir() if tmp.exists() and not any(tmp.iterdir()) else None
 
 
 def main(argv=None):
