@@ -61,7 +61,7 @@ CLAIMS: dict[str, list[tuple]] = {
         ("the deep edge ends with none", B, "width.deep_edges_selected", "==", 0, "all"),
         ("train accuracy reaches 1.00 (mean over the last tenth)", B, "train_acc", ">=", 0.99, "all"),
         ("the mean p(none) over the edges rises", B, "p_none_rise", ">", 0.0, "all"),
-        ("the deep edge's p(none) ends above 0.15", B, "p_none_e4", ">", 0.15, "all"),
+        ("the deep edge's p(none) ends above the uniform 1/8", B, "p_none_e4", ">", 0.125, "all"),
         ("edges remain at the end", B, "final_selected", ">=", 1, "all"),
     ],
 }
