@@ -62,6 +62,7 @@ def table_with(holds: dict[str, list[bool]], stat="width") -> pd.DataFrame:
 def test_study_check_finds_the_first_rung_with_four_of_five(monkeypatch):
     low, high = checks.LADDER["width"]
     monkeypatch.setitem(checks.STATED, "width", {"rung": high, "heldout": 4})
+    monkeypatch.setitem(checks.CLAIMS, "width", [])
     t = table_with({low: [True, True, True, False, False], high: [True] * 4 + [False],
                     checks.HELDOUT["width"]: [True] * 4 + [False]})
     c = checks.study_check("width", t)
@@ -90,9 +91,10 @@ def test_claims_are_checked_on_every_seed_or_the_mean(monkeypatch):
         ("every gap at least 0.1", low, "gap", ">=", 0.1, "all"),
         ("every gap at least 0.2", low, "gap", ">=", 0.2, "all"),
         ("mean gap at least 0.2", low, "gap", ">=", 0.2, "mean"),
-        ("a rung never run", "never run", "gap", ">=", 0.0, "all")])
+        ("a rung never run", "never run", "gap", ">=", 0.0, "all"),
+        ("a column never recorded", low, "nope", ">=", 0.0, "all")])
     table = checks.claims_table("width", t)
-    assert list(table["holds"]) == [True, False, True, False]
+    assert list(table["holds"]) == [True, False, True, False, False]
     monkeypatch.setitem(checks.STATED, "width", {"rung": None, "heldout": None})
     c = checks.study_check("width", t)
     assert not c.agrees and "every gap at least 0.2" in c.message

@@ -74,6 +74,9 @@ def claims_table(pattern: str, runs: pd.DataFrame) -> pd.DataFrame:
     whether it holds (a rung without runs fails)."""
     rows = []
     for text, rung, column, op, value, over in CLAIMS[pattern]:
+        if column not in runs.columns:
+            rows.append({"statement": text, "rung": rung, "measured": f"no column {column}", "holds": False})
+            continue
         sub = runs.loc[runs.rung == rung, column]
         if not len(sub):
             rows.append({"statement": text, "rung": rung, "measured": "not run", "holds": False})
