@@ -297,20 +297,6 @@ def logit_scale_sweep(config, scales=(1, 3, 10, 20, 40), seeds=(0, 1, 2), n_batc
     return pd.DataFrame(rows)
 
 
-def probe_matrix(s: Search, n_batches: int = 10, seed: int = 0) -> dict:
-    """Every op's cost (edges x ops, summed over cells) at Z = softmax(alpha) on
-    ``n_batches`` train and held-out batches: the record's probe, for a network
-    that has no record yet (at initialisation)."""
-    from .search import epoch_generator
-
-    stats, _ = s.probe(n_batches, epoch_generator(s.config.seed, 0, stream=2 + seed))
-    out = {}
-    for split, st in stats.items():
-        mean = np.array(st.summary()["mean"], dtype=float)
-        out[split] = np.where(np.isnan(mean).all(0), np.nan, np.nansum(mean, 0))
-    return out
-
-
 def run_summary(runs) -> "pd.DataFrame":
     """One row per run: its initial logit scale, intervention, epochs, final
     train and held-out accuracy, and the seconds it took."""

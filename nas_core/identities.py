@@ -386,17 +386,3 @@ def inner_share(scenarios) -> "pd.Series":
     to the output cost."""
     inner = scenarios[~scenarios["last"]]
     return inner.groupby("scenario", sort=False).relative.apply(lambda v: v.abs().max())
-
-
-def identity_summary(seed: int = 0, n: int = 32) -> "pd.Series":
-    """Every identity's worst relative error on small networks, computed from
-    scratch (what the unified-view chapter shows, in one call)."""
-    fd = {}
-    for alg in ("darts", "dsnas"):
-        s = small_search(alg, seed=seed)
-        fd[alg.upper()] = cost_vs_finite_difference(s, draw(s, seed), *batch(s, n), seed=seed)
-    s = small_search("darts", seed=seed, **SCENARIOS[0][1])
-    x, y = batch(s, n)
-    samples = draw(s, seed)
-    return worst_errors(fd, alpha_gradients(seed=seed, n=n), node_identity(s, samples, x, y),
-                        output_cost_identity(s, samples, x, y), scale_scenarios(seed=seed))

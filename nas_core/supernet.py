@@ -364,9 +364,6 @@ class Network(nn.Module):
     def count(self, cell_type: str) -> int:
         return self.cell_types.count(cell_type)
 
-    def weights(self):
-        return self.parameters()
-
     def features(self, x, z, active):
         fast = _FAST if self.fast is None else self.fast
         if fast:

@@ -77,7 +77,6 @@ RESULTS_FILE = "results.csv"
 SWEEP_FILE = "sweep.json"
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
 _DICT_VALUED = {"intervention"}
-_BASE_KEYS = {"preset", "profile"}
 _MAX_ID = 100
 
 

@@ -2,7 +2,7 @@
 
 * Renderer: :func:`setup_plotly` (every notebook calls it first).
 * Tables (pandas, one row per observation): :func:`epoch_frame`,
-  :func:`edge_frame`, :func:`op_frame`, :func:`cost_frame`, :func:`final_frame`,
+  :func:`edge_frame`, :func:`cost_frame`, :func:`final_frame`,
   :func:`config_frame`.
 * Figures: :func:`selection_figure`, :func:`alpha_heatmap`, :func:`cell_figure`,
   :func:`cost_figure`, :func:`edge_figure`, :func:`width_depth_figure`,
@@ -185,23 +185,6 @@ def edge_frame(runs, cell_type: str = "normal"):
                     rows.append(dict(group=group, seed=h.config.seed, epoch=r["epoch"], edge=e,
                                      edge_name=edge_label(top, e), kind=edge_kind(top, e), op=op,
                                      selected=op != "none", p_none=p[e, NONE], best_op=OPS[best], p_best=p[e, best]))
-    return pd.DataFrame(rows)
-
-
-def op_frame(runs, cell_type: str = "normal"):
-    """One row per (group, seed, epoch, edge, op): α and p = softmax(α)."""
-    import pandas as pd
-
-    rows = []
-    for group, hs in _groups(runs).items():
-        for h in hs:
-            top = h.config.topology
-            for r in h.records:
-                a, p = r["alpha"][cell_type], r["probs"][cell_type]
-                for e in range(top.n_edges):
-                    for k, op in enumerate(OPS):
-                        rows.append(dict(group=group, seed=h.config.seed, epoch=r["epoch"], edge=e,
-                                         edge_name=edge_label(top, e), op=op, alpha=a[e][k], p=p[e][k]))
     return pd.DataFrame(rows)
 
 
