@@ -35,8 +35,9 @@ def per_seed(runs: pd.DataFrame, rungs: list[str], statistics=("width", "width_d
 
 
 def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
-    """Per rung: seeds, steps, accuracies and gap, final edges, minutes per run,
-    and on how many seeds each statistic holds."""
+    """One column per rung (so that the table fits the book's text column): seeds,
+    steps, accuracies and gap, final edges, minutes per run, and on how many
+    seeds each statistic holds."""
     rows = []
     for r in rungs:
         sub = runs[runs.rung == r]
@@ -49,7 +50,15 @@ def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
         for stat in STATISTICS:
             row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum())
         rows.append(row)
-    return pd.DataFrame(rows).set_index("rung").round(3)
+    table = pd.DataFrame(rows).set_index("rung").T
+    table.columns.name = None
+
+    def show(v):
+        if pd.isna(v):
+            return ""
+        return f"{int(v)}" if float(v).is_integer() else f"{v:.3f}"
+
+    return table.map(show)
 
 
 def winners(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
