@@ -140,6 +140,12 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     stats = patterns.statistics(h, cell_type)
     for name in STATISTICS:
         row[f"{name}.holds"] = stats[name]["holds"]
+    top = c.topology
+    for split in ("train", "heldout"):  # the mean conv cost of the last tenth of the epochs, per kind of edge
+        costs = [m for m in (_edge_conv_cost(r, split, cell_type) for r in last10) if m is not None]
+        for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
+            vals = [m[e] for m in costs for e in edges if np.isfinite(m[e])]
+            row[f"late_conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan
     row["empty_phase.holds"] = patterns.empty_phase(h, cell_type)["holds"]
     row["deep_avoided.holds"] = patterns.deep_avoided(h, cell_type)["holds"]
     first_p = np.mean(recs[0]["p_none"][cell_type])
