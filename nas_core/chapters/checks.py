@@ -71,9 +71,10 @@ CLAIMS: dict[str, list[tuple]] = {
         ("and less than 0 on the train split", B, "late_conv_cost_train_deep", "<", 0.0, "all"),
     ],
     "study": [   # the study chapter's statements about the ablation
-        ("alpha 33 times faster: the width statistic still holds", "arch lr x33", "width.holds", "==", True, "all"),
-        ("and the deep edge's p(none) ends higher than at the faithful preset (above 0.17)", "arch lr x33",
-         "p_none_e4", ">", 0.17, "all"),
+        ("alpha 33 times faster: the width statistic holds on at least 4 of 5 seeds", "arch lr x33",
+         "width.holds", ">=", 0.8, "mean"),
+        ("and the deep edge's p(none) ends higher on average than at the faithful preset (above 0.17)",
+         "arch lr x33", "p_none_e4", ">", 0.17, "mean"),
         ("logits x20: the train output cost stays positive for over 1,000 steps", "logit scale x20",
          "positive_output_cost_steps", ">", 1000, "all"),
         ("and the cell loses at least 2 of its 5 edges early", "logit scale x20", "growing.early_min_fraction",
