@@ -79,7 +79,10 @@ def _batch_norm(x, bns, weight, training):
     else:
         rm = torch.cat([b.running_mean for b in bns])
         rv = torch.cat([b.running_var for b in bns])
-    y = F.batch_norm(x, rm, rv, weight, None, training, b0.momentum, b0.eps)
+    momentum = b0.momentum
+    if momentum is None and training:  # a cumulative average, as nn.BatchNorm2d with momentum=None
+        momentum = 1.0 / (float(b0.num_batches_tracked) + 1.0)
+    y = F.batch_norm(x, rm, rv, weight, None, training, 0.0 if momentum is None else momentum, b0.eps)
     if training:
         with torch.no_grad():
             if len(bns) > 1:

@@ -110,3 +110,27 @@ def test_fast_equals_plain(algorithm, level, order, cell, network, monkeypatch):
     assert state_p.keys() == state_f.keys()
     for k in state_p:  # weights after the updates and BN running statistics
         _close(state_p[k].double(), state_f[k].double(), f"state {k}", floor=1e-3)
+
+
+def test_fast_path_accumulates_running_statistics_like_bn_with_momentum_none():
+    """BN with momentum=None keeps a cumulative average; the fast path's batched BN must too."""
+    from nas_core.config import SearchConfig
+    from nas_core.search import Search
+    from nas_core.supernet import fast_path
+
+    nets = {}
+    for fast in (False, True):
+        with fast_path(fast):
+            s = Search(SearchConfig(data="synthetic", algorithm="darts", cells=2, channels=4))
+            bns = [m for m in s.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None
+            samples = s.draw(torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                for i in range(3):
+                    x = s.splits.train_x[16 * i:16 * (i + 1)]
+                    s.forward(x, samples)
+            nets[fast] = [m.running_mean.clone() for m in bns]
+    for a, b in zip(nets[False], nets[True]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
