@@ -34,7 +34,7 @@ HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS
 STATED: dict[str, dict] = {
     "growing": {"rung": None, "heldout": 0},
     "width": {"rung": "faithful DSNAS", "heldout": 4},
-    "bilevel": {"rung": None, "heldout": None},
+    "bilevel": {"rung": None, "heldout": 0},
 }
 
 
