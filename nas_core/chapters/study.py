@@ -94,9 +94,10 @@ _CONV = [OPS.index(o) for o in PARAMETRIC]
 TRAIN_SPLIT = {"digits": 898, "synthetic": 96, "cifar10": 25_000}  # half of each dataset (nas_core.data)
 
 
-def _steps_per_epoch(h: History) -> int:
-    n = min(h.config.train_size or TRAIN_SPLIT[h.config.data], TRAIN_SPLIT[h.config.data])
-    return max(1, n // h.config.batch_size)
+def steps_per_epoch(config: SearchConfig) -> int:
+    """Weight steps in one epoch of ``config`` (the last partial batch is dropped)."""
+    n = min(config.train_size or TRAIN_SPLIT[config.data], TRAIN_SPLIT[config.data])
+    return max(1, n // config.batch_size)
 
 
 def _winners(record: dict, cell_type: str = "normal") -> str:
@@ -129,13 +130,13 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     first_negative = positive.index(False) if False in positive else len(positive)
     p_none = np.array(recs[-1]["p_none"][cell_type])
     row = {"rung": rung.name, "group": rung.group, "seed": c.seed, "heldout_seed": c.seed in HELDOUT_SEEDS,
-           "run": h.path.name if h.path else None, "epochs": len(recs), "steps": len(recs) * _steps_per_epoch(h),
+           "run": h.path.name if h.path else None, "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
            "minutes": sum(r["seconds"] for r in recs) / 60,
            "train_acc": train_acc, "heldout_acc": held_acc, "gap": train_acc - held_acc,
            "final_selected": recs[-1]["n_selected"][cell_type],
            "early_winners": _winners(recs[max(0, math.ceil(len(recs) / 10) - 1)], cell_type),
            "late_winners": _winners(recs[-1], cell_type),
-           "positive_output_cost_steps": first_negative * _steps_per_epoch(h),
+           "positive_output_cost_steps": first_negative * steps_per_epoch(h.config),
            **{f"p_none_e{e}": float(v) for e, v in enumerate(p_none)}}
     stats = patterns.statistics(h, cell_type)
     for name in STATISTICS:
@@ -169,7 +170,7 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
         r = recs[i]
         dec = patterns.edge_decisions(r["probs"][cell_type])
         row = {"rung": rung.name, "seed": h.config.seed, "epoch": r["epoch"],
-               "step": r["epoch"] * _steps_per_epoch(h),
+               "step": r["epoch"] * steps_per_epoch(h.config),
                "selected": r["n_selected"][cell_type], "decisively_selected": dec.count(patterns.SELECTED),
                "undecided": dec.count(patterns.UNDECIDED),
                "train_acc": r["train_acc"], "heldout_acc": r["heldout_acc"],

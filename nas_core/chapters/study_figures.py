@@ -133,11 +133,10 @@ def settings_table() -> pd.DataFrame:
     """The quantities that decide what a small run shows (the paper's, the
     faithful presets', the first calibration's), read from the presets."""
     from ..presets import preset
-    from .study import TRAIN_SPLIT
+    from .study import TRAIN_SPLIT, steps_per_epoch
 
     def steps(c):
-        n = min(c.train_size or TRAIN_SPLIT[c.data], TRAIN_SPLIT[c.data])
-        return c.epochs * max(1, n // c.batch_size)
+        return c.epochs * steps_per_epoch(c)
 
     rows = {}
     for label, name in (("faithful DSNAS", "growing"), ("first calibration, DSNAS", "levers-dsnas"),
