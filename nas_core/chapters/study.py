@@ -284,7 +284,9 @@ def main(args) -> int:
     """``python -m nas_core study``: run what is missing, write the tables, print
     the summary and the commands of the rungs out of reach here."""
     names = args.rung or None
-    histories = finished(names=names) if args.tables_only else run_study(workers=args.workers, names=names)
+    if not args.tables_only:
+        run_study(workers=args.workers, names=names)
+    histories = finished()   # every finished rung: running one rung must not drop the others' rows
     if not histories:
         print("no rung has a finished run yet: nothing to tabulate (run `make study`)", file=sys.stderr)
         return 1
