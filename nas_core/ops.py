@@ -90,25 +90,27 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([a, b], dim=1))
 
 
+def _pool(kind, c, stride, affine):
+    pool = (nn.MaxPool2d(3, stride=stride, padding=1) if kind == "max"
+            else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False))
+    return nn.Sequential(pool, nn.BatchNorm2d(c, affine=affine))
+
+
+# op name -> builder(channels, stride, affine); one entry per name in OPS
+BUILDERS = {
+    "none": lambda c, stride, affine: Zero(stride),
+    "max_pool_3x3": lambda c, stride, affine: _pool("max", c, stride, affine),
+    "avg_pool_3x3": lambda c, stride, affine: _pool("avg", c, stride, affine),
+    "skip_connect": lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine),
+    "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine),
+    "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine),
+}
+assert tuple(BUILDERS) == OPS
+
+
 def make_op(name: str, channels: int, stride: int, affine: bool = False) -> nn.Module:
-    """Build one candidate op mapping ``channels`` to ``channels`` maps."""
-    c = channels
-    if name == "none":
-        return Zero(stride)
-    if name == "max_pool_3x3":
-        return nn.Sequential(nn.MaxPool2d(3, stride=stride, padding=1), nn.BatchNorm2d(c, affine=affine))
-    if name == "avg_pool_3x3":
-        pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
-        return nn.Sequential(pool, nn.BatchNorm2d(c, affine=affine))
-    if name == "skip_connect":
-        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
-    if name == "sep_conv_3x3":
-        return SepConv(c, c, 3, stride, 1, affine)
-    if name == "sep_conv_5x5":
-        return SepConv(c, c, 5, stride, 2, affine)
-    if name == "dil_conv_3x3":
-        return DilConv(c, c, 3, stride, 2, 2, affine)
-    if name == "dil_conv_5x5":
-        return DilConv(c, c, 5, stride, 4, 2, affine)
-    op_index(name)  # raises with the list of valid names
-    raise AssertionError(name)
+    """Build one candidate op mapping ``channels`` to ``channels`` maps (an
+    unknown name raises with the list of valid ones)."""
+    return BUILDERS[OPS[op_index(name)]](channels, stride, affine)
