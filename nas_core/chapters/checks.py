@@ -7,13 +7,21 @@ the paper's statistic holds on at least 4 of 5 seeds (``MIN_SEEDS``), and
 asserts that this is what the chapter's text says (``STATED``). When a rerun
 of the study changes a finding, the check fails until the text is updated: the
 text is never more optimistic than the runs.
+
+The pattern chapters also check their live runs: :func:`pattern_check` applies
+the statistic that ``nas_core.presets.EXPECTED`` names to each run.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import textwrap
 from dataclasses import dataclass
 
 import pandas as pd
+from IPython.display import display
+
+from .. import patterns, presets
 
 MIN_SEEDS = 4  # of 5: "a pattern holds at a rung"
 
@@ -149,8 +157,6 @@ class StudyCheck:
         return f"The paper's statistic, nas_core.patterns.{self.pattern}, {where}.{held}"
 
     def report(self):
-        from IPython.display import display
-
         print(textwrap.fill(self.sentence(), 78))
         display(self.counts)
         if len(self.claims):
@@ -177,3 +183,99 @@ def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
     heldout = int(held[f"{pattern}.holds"].sum()) if len(held) else None
     return StudyCheck(pattern, pd.DataFrame(rows).set_index("rung"), first, heldout, len(held),
                       claims_table(pattern, runs))
+
+
+# ---------------------------------------------------------------------------
+# The pattern notebooks' live check: one statistic per run, the expected
+# outcome read from nas_core.presets.EXPECTED.
+# ---------------------------------------------------------------------------
+
+@dataclass
+class PatternCheck:
+    """The statistic of each run (``table``, one row per seed, column ``holds``)
+    and how many seeds must hold. ``paper`` is the paper's own statistic for
+    the same runs when a weaker one is asserted (reported, not asserted)."""
+
+    pattern: str        # the notebook's pattern: growing, width, bilevel
+    statistic: str      # the nas_core.patterns function applied to each run
+    profile: str
+    min_fraction: float
+    table: object       # pandas DataFrame
+    paper: object = None
+
+    @property
+    def holding(self) -> int:
+        return int(self.table["holds"].sum())
+
+    @property
+    def needed(self) -> int:
+        return max(1, math.ceil(self.min_fraction * len(self.table) - 1e-9))
+
+    @property
+    def passed(self) -> bool:
+        return self.holding >= self.needed
+
+    @property
+    def message(self) -> str:
+        return (f"{self.pattern}: patterns.{self.statistic} holds on {self.holding} of {len(self.table)} seeds; "
+                f"expected at least {self.needed} (min_fraction {self.min_fraction} at profile {self.profile!r}, "
+                f"from nas_core.presets.EXPECTED)")
+
+    def report(self):
+        """Print what is asserted and the per-seed tables."""
+        print(textwrap.fill(f"Asserted: nas_core.patterns.{self.statistic} holds on at least {self.needed} of "
+                            f"{len(self.table)} seeds (profile {self.profile!r}). It holds on {self.holding}.", 78))
+        print("\n" + inspect.getdoc(getattr(patterns, self.statistic)) + "\n")
+        display(_for_reading(self.table))
+        if self.paper is not None:
+            n = int(self.paper["holds"].sum())
+            print(textwrap.fill(f"Reported, not asserted at this profile: the paper's statistic, "
+                                f"nas_core.patterns.{self.pattern}, holds on {n} of {len(self.paper)} seeds.", 78))
+            display(_for_reading(self.paper))
+
+
+def _for_reading(table):
+    """A statistic's per-seed table as shown in the book: indexed by seed, with
+    headers that wrap (spaces for underscores) so that it fits the text column."""
+    return table.set_index("seed").rename(columns=lambda name: name.replace("_", " "))
+
+
+def expected(pattern: str, profile: str = "cpu") -> tuple[str, float]:
+    """(statistic, min_fraction) that ``pattern``'s notebook asserts at ``profile``,
+    from ``nas_core.presets.EXPECTED``; without an entry, the paper's statistic
+    on at least 4 of 5 seeds."""
+    entry = getattr(presets, "EXPECTED", {}).get(pattern, {})
+    return entry.get(profile, pattern), float(entry.get("min_fraction", 0.8))
+
+
+def _statistic_table(stat: str, runs, controls) -> pd.DataFrame:
+    """The statistic ``stat`` of every run (paired with its control when it compares two runs), one row per seed."""
+    fn = getattr(patterns, stat, None)
+    if fn is None:
+        raise ValueError(f"nas_core.patterns has no statistic {stat!r}")
+    paired = sum(p.default is inspect.Parameter.empty for p in inspect.signature(fn).parameters.values()) == 2
+    rows = []
+    if paired:
+        if controls is None or len(controls) != len(runs):
+            raise ValueError(f"patterns.{stat} compares each run with its control: pass controls, one per run")
+        for h, c in zip(runs, controls):
+            if h.config.seed != c.config.seed:
+                raise ValueError(f"run and control differ in seed ({h.config.seed} vs {c.config.seed})")
+            rows.append({"seed": h.config.seed, **fn(h, c)})
+    else:
+        rows = [{"seed": h.config.seed, **fn(h)} for h in runs]
+    table = pd.DataFrame(rows).round(3)
+    return table[[c for c in table.columns if c != "holds"] + ["holds"]]
+
+
+def pattern_check(pattern: str, runs, profile: str = "cpu", controls=None, statistic: str | None = None,
+                  min_fraction: float | None = None) -> PatternCheck:
+    """Apply the statistic that ``nas_core.presets.EXPECTED[pattern][profile]``
+    names (or ``statistic``) to every run, paired with the control run of the
+    same seed when the statistic compares two runs (``pruning``)."""
+    stat, frac = expected(pattern, profile)
+    stat = statistic or stat
+    frac = frac if min_fraction is None else min_fraction
+    table = _statistic_table(stat, runs, controls)
+    paper = _statistic_table(pattern, runs, None) if stat != pattern and pattern in patterns.PATTERNS else None
+    return PatternCheck(pattern, stat, profile, frac, table, paper)
