@@ -31,9 +31,9 @@ SPLITS = ("train", "heldout", "probe_train", "probe_heldout")
 
 #: How :func:`edge_cost` reduces an edge's op costs to one number.
 EDGE_COSTS = {
-    "parametric": "the mean cost of the parametric ops (the four convolutions)",
-    "ops": "the mean cost of the ops other than none",
-    "weighted": "the p-weighted average Σₖ pₖ·Cₖ over the computed ops (none's C = 0)",
+    "parametric": "mean cost of the parametric ops",   # the four convolutions
+    "ops": "mean cost of the ops other than none",
+    "weighted": "p-weighted cost Σₖ pₖ·Cₖ",             # over the computed ops, none's C = 0
 }
 
 PARAMETRIC_INDEX = [OPS.index(o) for o in PARAMETRIC]
