@@ -1,10 +1,11 @@
 """The study's rungs, tables and the chapters' checks (nas_core.chapters)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from nas_core import run
+from nas_core import record, run
 from nas_core.chapters import checks, study, study_figures
 from nas_core.presets import DEPARTURES, preset
 
@@ -37,6 +38,13 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     for stat in study.STATISTICS:
         assert runs[f"{stat}.holds"].dtype == bool
     assert len(curves) == 6 and {"p_none_e4", "conv_cost_train_deep", "decisively_selected"} <= set(curves)
+    # the convolutions' costs are nas_core.record's parametric edge cost, NaN where none ran
+    h = hs[0]
+    per_epoch = [record.edge_costs(r, "train", h.config, "parametric") for r in h.records]
+    inputs = [np.nanmean(c[list(h.config.topology.input_edges)]) for c in per_epoch]
+    assert list(curves.conv_cost_train_input[:3]) == pytest.approx(inputs, nan_ok=True)
+    assert runs.late_conv_cost_train_input[0] == pytest.approx(inputs[-1], nan_ok=True)
+    assert np.isfinite(inputs).all() and runs.late_conv_cost_heldout_input.isna().all()   # single-level
     paths = study.write_tables({"tiny": hs}, tmp_path / "tables")
     again, _ = study.load_tables(tmp_path / "tables")
     assert list(again.run) == list(runs.run) and all(p.is_file() for p in paths)
