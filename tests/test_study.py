@@ -106,3 +106,16 @@ def test_claims_are_checked_on_every_seed_or_the_mean(monkeypatch):
     monkeypatch.setitem(checks.STATED, "width", {"rung": None, "heldout": None})
     c = checks.study_check("width", t)
     assert not c.agrees and "every gap at least 0.2" in c.message
+
+
+def test_claims_are_read_from_their_file(tmp_path):
+    assert set(checks.CLAIMS) == {"growing", "width", "bilevel", "study"}
+    assert ("but growing does not hold", "logit scale x20", "growing.holds", "==", False, "all") in checks.CLAIMS["study"]
+    assert {c[5] for c in checks.CLAIMS["study"]} == {"all", "mean"}
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("width:\n  - claim: x\n    rung: r\n    check: gap => 0.1\n")
+    with pytest.raises(ValueError, match="'gap => 0.1' is not 'column comparison value'"):
+        checks.load_claims(bad)
+    bad.write_text("width:\n  - claim: x\n    rung: r\n    check: gap >= 0.1\n    over: mean\n")
+    assert checks.load_claims(bad) == {"width": [("x", "r", "gap", ">=", 0.1, "mean")]}
+

@@ -17,8 +17,10 @@ import inspect
 import math
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import yaml
 from IPython.display import display
 
 from .. import patterns, presets
@@ -47,60 +49,32 @@ STATED: dict[str, dict] = {
 
 
 # The chapters' other statements about the study, each checked on every seed of
-# a rung (``all``) or on the seeds' mean (``mean``): (statement, rung, column,
-# comparison, value, over).
-F, B = "faithful DSNAS", "faithful bi-level DARTS"
-CLAIMS: dict[str, list[tuple]] = {
-    "growing": [
-        ("the cell keeps at least 4 of its 5 edges through the first third", F,
-         "growing.early_min_fraction", ">=", 0.8, "all"),
-        ("the train output cost is positive for the first epoch (28 steps) at most", F,
-         "positive_output_cost_steps", "<=", 28, "all"),
-        ("the mean p(none) over the edges falls", F, "p_none_rise", "<", 0.0, "all"),
-    ],
-    "width": [
-        ("all four input edges are selected at the end", F, "width.input_edges_fraction", "==", 1.0, "all"),
-        ("the deep edge's p(none) ends above the uniform 1/8", F, "p_none_e4", ">", 0.125, "all"),
-        ("the tie-aware statistic fails because an edge stays undecided", F,
-         "width_decisive.undecided", ">=", 1, "all"),
-        ("late in the search the input edges' convolutions cost less than 0 (train)", F,
-         "late_conv_cost_train_input", "<", 0.0, "all"),
-        ("while the deep edge's cost more than 0", F, "late_conv_cost_train_deep", ">", 0.0, "all"),
-    ],
-    "bilevel": [
-        ("the generalisation gap is at least 9 points on every seed", B, "gap", ">=", 0.09, "all"),
-        ("the deep edge ends with none", B, "width.deep_edges_selected", "==", 0, "all"),
-        ("train accuracy reaches 1.00 (mean over the last tenth)", B, "train_acc", ">=", 0.99, "all"),
-        ("the mean p(none) over the edges rises", B, "p_none_rise", ">", 0.0, "all"),
-        ("the deep edge's p(none) ends above the uniform 1/8", B, "p_none_e4", ">", 0.125, "all"),
-        ("edges remain at the end", B, "final_selected", ">=", 1, "all"),
-        ("late in the search the deep edge's convolutions cost more than 0 on the held-out split", B,
-         "late_conv_cost_heldout_deep", ">", 0.0, "all"),
-        ("and less than 0 on the train split", B, "late_conv_cost_train_deep", "<", 0.0, "all"),
-    ],
-    "study": [   # the study chapter's statements about the ablation
-        ("alpha 33 times faster: the width statistic holds on at least 4 of 5 seeds", "arch lr x33",
-         "width.holds", ">=", 0.8, "mean"),
-        ("and the deep edge's p(none) ends higher on average than at the faithful preset (above 0.17)",
-         "arch lr x33", "p_none_e4", ">", 0.17, "mean"),
-        ("logits x20: the train output cost stays positive for over 1,000 steps", "logit scale x20",
-         "positive_output_cost_steps", ">", 1000, "all"),
-        ("and the cell loses at least 2 of its 5 edges early", "logit scale x20", "growing.early_min_fraction",
-         "<=", 0.6, "all"),
-        ("the edges come back: at least 4 of 5 at the end", "logit scale x20", "final_selected", ">=", 4, "all"),
-        ("but growing does not hold", "logit scale x20",
-         "growing.holds", "==", False, "all"),
-        ("no augmentation: the deep edge is selected, width fails", "no augmentation",
-         "width.deep_edges_selected", ">=", 1, "all"),
-        ("and its convolutions end with a train cost below 0.005 (about 0.01 at the faithful preset)", "no augmentation",
-         "late_conv_cost_train_deep", "<", 0.005, "all"),
-        ("half the labels replaced: the weights cannot fit (train accuracy below 0.55)",
-         "128 images, half the labels replaced", "train_acc", "<", 0.55, "all"),
-        ("and width still holds", "128 images, half the labels replaced", "width.holds", "==", True, "all"),
-    ],
-}
+# a rung (``all``) or on the seeds' mean (``mean``): {pattern: [(statement, rung,
+# column, comparison, value, over)]}, read from claims.yaml (data, next to this file).
+CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+
+
+def load_claims(path: Path = CLAIMS_FILE) -> dict[str, list[tuple]]:
+    """The statements of ``claims.yaml``: per pattern, (statement, rung, column,
+    comparison, value, over) tuples; a check that is not 'column comparison
+    value' with a known comparison raises ValueError."""
+    claims = {}
+    for pattern, items in yaml.safe_load(path.read_text(encoding="utf-8")).items():
+        rows = []
+        for item in items:
+            parts = item["check"].split()
+            if len(parts) != 3 or parts[1] not in _COMPARE:
+                raise ValueError(f"{path.name}, {pattern}: check {item['check']!r} is not 'column comparison value' "
+                                 f"with a comparison in {', '.join(_COMPARE)}")
+            column, op, value = parts
+            rows.append((item["claim"], item["rung"], column, op, yaml.safe_load(value), item.get("over", "all")))
+        claims[pattern] = rows
+    return claims
+
+
 _COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
             ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+CLAIMS: dict[str, list[tuple]] = load_claims()
 
 
 def claims_table(pattern: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +120,8 @@ class StudyCheck:
         wrong = list(self.claims.loc[~self.claims["holds"], "statement"])
         return (f"{self.pattern}: the study finds rung={self.rung!r}, held-out seeds holding={self.heldout}; "
                 f"the chapter states {self.stated} (nas_core.chapters.checks.STATED); statements the runs do "
-                f"not support: {wrong or 'none'} (CLAIMS). Update the text, STATED and CLAIMS together.")
+                f"not support: {wrong or 'none'} (CLAIMS, from claims.yaml). Update the text, STATED and "
+                f"claims.yaml together.")
 
     def sentence(self) -> str:
         where = (f"holds on at least {MIN_SEEDS} of 5 seeds from the rung '{self.rung}' on"
