@@ -83,8 +83,9 @@ EDGE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#8c564b",
 #: Blues for the cells of a network, shallow to deep (the last cell is drawn in LAST_CELL_COLOR).
 CELL_COLORS = ("#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b", "#041a3a", "#020d1d")
 LAST_CELL_COLOR = "#d62728"
-#: Line dash and name of each cost split.
+#: Line dash of each cost split.
 SPLIT_DASH = {"train": "solid", "heldout": "dash", "probe_train": "dot", "probe_heldout": "dashdot"}
+#: Name of each cost split in legends and panel titles.
 SPLIT_LABEL = {"train": "train", "heldout": "held-out", "probe_train": "train (probe)",
                "probe_heldout": "held-out (probe)"}
 
