@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
-from .study import STATISTICS
+from ..presets import preset
+from .study import RUNGS, STATISTICS, TRAIN_SPLIT, steps_per_epoch
 
 MARK = {True: "✓", False: "·"}
 STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
@@ -132,9 +133,6 @@ def curves_figure(curves: pd.DataFrame, rungs: list[str], columns: dict, title: 
 def settings_table() -> pd.DataFrame:
     """The quantities that decide what a small run shows (the paper's, the
     faithful presets', the first calibration's), read from the presets."""
-    from ..presets import preset
-    from .study import TRAIN_SPLIT, steps_per_epoch
-
     def steps(c):
         return c.epochs * steps_per_epoch(c)
 
@@ -155,7 +153,5 @@ def settings_table() -> pd.DataFrame:
 
 def out_of_reach() -> pd.DataFrame:
     """The rungs this machine cannot run, with the command that runs one seed."""
-    from .study import RUNGS
-
     return pd.DataFrame([{"rung": r.name, "what": r.note, "command": r.command()} for r in RUNGS if not r.cpu]
                         ).set_index("rung")
