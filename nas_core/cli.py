@@ -6,16 +6,14 @@ import dataclasses
 import json
 import sys
 import typing
-import warnings
 
 import numpy as np
 
-from . import __version__, presets
+from . import __version__, presets, record
 from .config import Intervention, SearchConfig
 from .faults import DivergenceError, finite_or_none
 from .history import RunError, load, run
 from .patterns import statistics
-from .space import cell_types
 
 _SPECIAL = {"intervention"}
 
@@ -76,26 +74,16 @@ def show(path, out=sys.stdout):
           f"C={c.channels} data={c.data} seed={c.seed}; {len(h)}/{c.epochs} epochs", file=out)
     print("edges: " + ", ".join(top.edge_name(e) for e in range(top.n_edges)), file=out)
     for t in (h.records[0]["derived"] if h.records else {}):
-        print(f"\n[{t} cells]  derived cell with `none` counted ('-' = none); mean train cost per edge "
-              f"(all ops computed that epoch)", file=out)
+        print(f"\n[{t} cells]  derived cell with `none` counted ('-' = none); train cost per edge "
+              f"({record.EDGE_COSTS['ops']}, summed over the {t} cells)", file=out)
         print(f"{'epoch':>5} {'derived':<{7 * top.n_edges}} {'#sel':>4} {'p(none)':>7} {'train':>6} {'held':>6}  cost",
               file=out)
-        cells = [i for i, ct in enumerate(_cell_types(c)) if ct == t]
         for r in h.records:
             derived = " ".join(f"{_abbrev(op):<6}" for op in r["derived"][t])
-            costs = ""
-            if "train" in r["cost"]:
-                mean = np.array(r["cost"]["train"]["mean"], dtype=float)[cells]
-                with warnings.catch_warnings():  # an edge none of whose ops ran has no cost
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    per_edge = np.nanmean(np.nanmean(mean, axis=0), axis=-1)
-                costs = " ".join(f"{v:+.3f}" for v in per_edge)
+            per_edge = record.edge_costs(r, "train", c, "ops", t)
+            costs = "" if per_edge is None else " ".join(f"{v:+.3f}" for v in per_edge)
             print(f"{r['epoch']:>5} {derived} {r['n_selected'][t]:>4} {np.mean(r['p_none'][t]):>7.3f} "
                   f"{r['train_acc']:>6.3f} {r['heldout_acc']:>6.3f}  {costs}", file=out)
-
-
-def _cell_types(c: SearchConfig) -> list[str]:
-    return cell_types(c.network, c.cells)
 
 
 def main(argv=None):

@@ -405,3 +405,27 @@ class Search:
             self.alpha[t].data.copy_(a.to(self.device))
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
+
+    # ---- measuring for the chapters ---------------------------------------------
+    def measure(self, x, y, samples, train: bool = True) -> dict:
+        """One forward and backward pass on the batch (x, y) at ``samples`` (from
+        :meth:`draw`), changing nothing: no weight or alpha moves, BN's running
+        statistics are restored, the weights' gradients are dropped. BN uses
+        batch statistics (``train=False``: its running ones, eval mode).
+
+        Returns {"loss": scalar tensor, "logits": (batch, classes) tensor,
+        "z": {cell type: (cells of the type, edges, ops) Z the cells ran},
+        "cost": {cell type: dL/dZ of the same shape}}, all detached."""
+        was = self.net.training
+        with kept_buffers(self.net):
+            self.net.train(train)
+            try:
+                self.zero_grad()
+                logits, z = self.forward(x, samples)
+                loss = F.cross_entropy(logits, y)
+                self.backward(loss, z)
+            finally:
+                self.net.train(was)
+        self.zero_grad()
+        return {"loss": loss.detach(), "logits": logits.detach(), "z": {t: v.detach() for t, v in z.items()},
+                "cost": {t: v.grad for t, v in z.items()}}

@@ -265,7 +265,10 @@ API_NAMES = [
     "nas_core.load", "nas_core.History", "nas_core.History.series", "nas_core.patterns.statistics",
     "nas_core.patterns.growing", "nas_core.patterns.width", "nas_core.patterns.bilevel",
     "nas_core.presets.preset", "nas_core.presets.seed_configs", "nas_core.sweep.run_sweep",
-    "nas_core.sweep.load_table", "nas_core.sweep.plan",
+    "nas_core.sweep.load_table", "nas_core.sweep.plan", "nas_core.search.Search.measure",
+    "nas_core.record.costs", "nas_core.record.summed_costs", "nas_core.record.edge_cost",
+    "nas_core.plots.style.setup_plotly", "nas_core.plots.frames.cost_frame", "nas_core.plots.figures.cost_figure",
+    "nas_core.plots.cells.cell_figure",
 ]
 
 

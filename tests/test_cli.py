@@ -1,5 +1,5 @@
 """The command line end to end, and bi-level steps (first and second order) on
-tiny data. The maths is checked in test_identities.py, runs in test_search.py,
+tiny data. The maths is checked in test_unified_view.py, runs in test_search.py,
 validation and the cell space in test_config.py."""
 import json
 

@@ -55,7 +55,7 @@ def test_injected_parameters_reach_the_runs(tmp_path, monkeypatch):
         assert failed.ename == "AssertionError" and "check" in code[-1].source, failed
         assert code[-1].outputs and code[-1].outputs[-1].output_type == "error"
         assert all(not any(o.output_type == "error" for o in c.outputs) for c in code[:-1])
-    figure = next(c for c in code if "viz.selection_figure(" in c.source)
+    figure = next(c for c in code if "plots.selection_figure(" in c.source)
     assert "plotly" in json.dumps(figure.outputs)  # the selection figure was drawn
 
 

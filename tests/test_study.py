@@ -1,10 +1,11 @@
 """The study's rungs, tables and the chapters' checks (nas_core.chapters)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from nas_core import run
+from nas_core import record, run
 from nas_core.chapters import checks, study, study_figures
 from nas_core.presets import DEPARTURES, preset
 
@@ -37,6 +38,13 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     for stat in study.STATISTICS:
         assert runs[f"{stat}.holds"].dtype == bool
     assert len(curves) == 6 and {"p_none_e4", "conv_cost_train_deep", "decisively_selected"} <= set(curves)
+    # the convolutions' costs are nas_core.record's parametric edge cost, NaN where none ran
+    h = hs[0]
+    per_epoch = [record.edge_costs(r, "train", h.config, "parametric") for r in h.records]
+    inputs = [np.nanmean(c[list(h.config.topology.input_edges)]) for c in per_epoch]
+    assert list(curves.conv_cost_train_input[:3]) == pytest.approx(inputs, nan_ok=True)
+    assert runs.late_conv_cost_train_input[0] == pytest.approx(inputs[-1], nan_ok=True)
+    assert np.isfinite(inputs).all() and runs.late_conv_cost_heldout_input.isna().all()   # single-level
     paths = study.write_tables({"tiny": hs}, tmp_path / "tables")
     again, _ = study.load_tables(tmp_path / "tables")
     assert list(again.run) == list(runs.run) and all(p.is_file() for p in paths)
@@ -98,3 +106,16 @@ def test_claims_are_checked_on_every_seed_or_the_mean(monkeypatch):
     monkeypatch.setitem(checks.STATED, "width", {"rung": None, "heldout": None})
     c = checks.study_check("width", t)
     assert not c.agrees and "every gap at least 0.2" in c.message
+
+
+def test_claims_are_read_from_their_file(tmp_path):
+    assert set(checks.CLAIMS) == {"growing", "width", "bilevel", "study"}
+    assert ("but growing does not hold", "logit scale x20", "growing.holds", "==", False, "all") in checks.CLAIMS["study"]
+    assert {c[5] for c in checks.CLAIMS["study"]} == {"all", "mean"}
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("width:\n  - claim: x\n    rung: r\n    check: gap => 0.1\n")
+    with pytest.raises(ValueError, match="'gap => 0.1' is not 'column comparison value'"):
+        checks.load_claims(bad)
+    bad.write_text("width:\n  - claim: x\n    rung: r\n    check: gap >= 0.1\n    over: mean\n")
+    assert checks.load_claims(bad) == {"width": [("x", "r", "gap", ">=", 0.1, "mean")]}
+

@@ -7,13 +7,23 @@ the paper's statistic holds on at least 4 of 5 seeds (``MIN_SEEDS``), and
 asserts that this is what the chapter's text says (``STATED``). When a rerun
 of the study changes a finding, the check fails until the text is updated: the
 text is never more optimistic than the runs.
+
+The pattern chapters also check their live runs: :func:`pattern_check` applies
+the statistic that ``nas_core.presets.EXPECTED`` names to each run.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import yaml
+from IPython.display import display
+
+from .. import patterns, presets
 
 MIN_SEEDS = 4  # of 5: "a pattern holds at a rung"
 
@@ -39,60 +49,32 @@ STATED: dict[str, dict] = {
 
 
 # The chapters' other statements about the study, each checked on every seed of
-# a rung (``all``) or on the seeds' mean (``mean``): (statement, rung, column,
-# comparison, value, over).
-F, B = "faithful DSNAS", "faithful bi-level DARTS"
-CLAIMS: dict[str, list[tuple]] = {
-    "growing": [
-        ("the cell keeps at least 4 of its 5 edges through the first third", F,
-         "growing.early_min_fraction", ">=", 0.8, "all"),
-        ("the train output cost is positive for the first epoch (28 steps) at most", F,
-         "positive_output_cost_steps", "<=", 28, "all"),
-        ("the mean p(none) over the edges falls", F, "p_none_rise", "<", 0.0, "all"),
-    ],
-    "width": [
-        ("all four input edges are selected at the end", F, "width.input_edges_fraction", "==", 1.0, "all"),
-        ("the deep edge's p(none) ends above the uniform 1/8", F, "p_none_e4", ">", 0.125, "all"),
-        ("the tie-aware statistic fails because an edge stays undecided", F,
-         "width_decisive.undecided", ">=", 1, "all"),
-        ("late in the search the input edges' convolutions cost less than 0 (train)", F,
-         "late_conv_cost_train_input", "<", 0.0, "all"),
-        ("while the deep edge's cost more than 0", F, "late_conv_cost_train_deep", ">", 0.0, "all"),
-    ],
-    "bilevel": [
-        ("the generalisation gap is at least 9 points on every seed", B, "gap", ">=", 0.09, "all"),
-        ("the deep edge ends with none", B, "width.deep_edges_selected", "==", 0, "all"),
-        ("train accuracy reaches 1.00 (mean over the last tenth)", B, "train_acc", ">=", 0.99, "all"),
-        ("the mean p(none) over the edges rises", B, "p_none_rise", ">", 0.0, "all"),
-        ("the deep edge's p(none) ends above the uniform 1/8", B, "p_none_e4", ">", 0.125, "all"),
-        ("edges remain at the end", B, "final_selected", ">=", 1, "all"),
-        ("late in the search the deep edge's convolutions cost more than 0 on the held-out split", B,
-         "late_conv_cost_heldout_deep", ">", 0.0, "all"),
-        ("and less than 0 on the train split", B, "late_conv_cost_train_deep", "<", 0.0, "all"),
-    ],
-    "study": [   # the study chapter's statements about the ablation
-        ("alpha 33 times faster: the width statistic holds on at least 4 of 5 seeds", "arch lr x33",
-         "width.holds", ">=", 0.8, "mean"),
-        ("and the deep edge's p(none) ends higher on average than at the faithful preset (above 0.17)",
-         "arch lr x33", "p_none_e4", ">", 0.17, "mean"),
-        ("logits x20: the train output cost stays positive for over 1,000 steps", "logit scale x20",
-         "positive_output_cost_steps", ">", 1000, "all"),
-        ("and the cell loses at least 2 of its 5 edges early", "logit scale x20", "growing.early_min_fraction",
-         "<=", 0.6, "all"),
-        ("the edges come back: at least 4 of 5 at the end", "logit scale x20", "final_selected", ">=", 4, "all"),
-        ("but growing does not hold", "logit scale x20",
-         "growing.holds", "==", False, "all"),
-        ("no augmentation: the deep edge is selected, width fails", "no augmentation",
-         "width.deep_edges_selected", ">=", 1, "all"),
-        ("and its convolutions end with a train cost below 0.005 (about 0.01 at the faithful preset)", "no augmentation",
-         "late_conv_cost_train_deep", "<", 0.005, "all"),
-        ("half the labels replaced: the weights cannot fit (train accuracy below 0.55)",
-         "128 images, half the labels replaced", "train_acc", "<", 0.55, "all"),
-        ("and width still holds", "128 images, half the labels replaced", "width.holds", "==", True, "all"),
-    ],
-}
+# a rung (``all``) or on the seeds' mean (``mean``): {pattern: [(statement, rung,
+# column, comparison, value, over)]}, read from claims.yaml (data, next to this file).
+CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+
+
+def load_claims(path: Path = CLAIMS_FILE) -> dict[str, list[tuple]]:
+    """The statements of ``claims.yaml``: per pattern, (statement, rung, column,
+    comparison, value, over) tuples; a check that is not 'column comparison
+    value' with a known comparison raises ValueError."""
+    claims = {}
+    for pattern, items in yaml.safe_load(path.read_text(encoding="utf-8")).items():
+        rows = []
+        for item in items:
+            parts = item["check"].split()
+            if len(parts) != 3 or parts[1] not in _COMPARE:
+                raise ValueError(f"{path.name}, {pattern}: check {item['check']!r} is not 'column comparison value' "
+                                 f"with a comparison in {', '.join(_COMPARE)}")
+            column, op, value = parts
+            rows.append((item["claim"], item["rung"], column, op, yaml.safe_load(value), item.get("over", "all")))
+        claims[pattern] = rows
+    return claims
+
+
 _COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
             ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+CLAIMS: dict[str, list[tuple]] = load_claims()
 
 
 def claims_table(pattern: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +120,8 @@ class StudyCheck:
         wrong = list(self.claims.loc[~self.claims["holds"], "statement"])
         return (f"{self.pattern}: the study finds rung={self.rung!r}, held-out seeds holding={self.heldout}; "
                 f"the chapter states {self.stated} (nas_core.chapters.checks.STATED); statements the runs do "
-                f"not support: {wrong or 'none'} (CLAIMS). Update the text, STATED and CLAIMS together.")
+                f"not support: {wrong or 'none'} (CLAIMS, from claims.yaml). Update the text, STATED and "
+                f"claims.yaml together.")
 
     def sentence(self) -> str:
         where = (f"holds on at least {MIN_SEEDS} of 5 seeds from the rung '{self.rung}' on"
@@ -149,8 +132,6 @@ class StudyCheck:
         return f"The paper's statistic, nas_core.patterns.{self.pattern}, {where}.{held}"
 
     def report(self):
-        from IPython.display import display
-
         print(textwrap.fill(self.sentence(), 78))
         display(self.counts)
         if len(self.claims):
@@ -177,3 +158,99 @@ def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
     heldout = int(held[f"{pattern}.holds"].sum()) if len(held) else None
     return StudyCheck(pattern, pd.DataFrame(rows).set_index("rung"), first, heldout, len(held),
                       claims_table(pattern, runs))
+
+
+# ---------------------------------------------------------------------------
+# The pattern notebooks' live check: one statistic per run, the expected
+# outcome read from nas_core.presets.EXPECTED.
+# ---------------------------------------------------------------------------
+
+@dataclass
+class PatternCheck:
+    """The statistic of each run (``table``, one row per seed, column ``holds``)
+    and how many seeds must hold. ``paper`` is the paper's own statistic for
+    the same runs when a weaker one is asserted (reported, not asserted)."""
+
+    pattern: str        # the notebook's pattern: growing, width, bilevel
+    statistic: str      # the nas_core.patterns function applied to each run
+    profile: str
+    min_fraction: float
+    table: object       # pandas DataFrame
+    paper: object = None
+
+    @property
+    def holding(self) -> int:
+        return int(self.table["holds"].sum())
+
+    @property
+    def needed(self) -> int:
+        return max(1, math.ceil(self.min_fraction * len(self.table) - 1e-9))
+
+    @property
+    def passed(self) -> bool:
+        return self.holding >= self.needed
+
+    @property
+    def message(self) -> str:
+        return (f"{self.pattern}: patterns.{self.statistic} holds on {self.holding} of {len(self.table)} seeds; "
+                f"expected at least {self.needed} (min_fraction {self.min_fraction} at profile {self.profile!r}, "
+                f"from nas_core.presets.EXPECTED)")
+
+    def report(self):
+        """Print what is asserted and the per-seed tables."""
+        print(textwrap.fill(f"Asserted: nas_core.patterns.{self.statistic} holds on at least {self.needed} of "
+                            f"{len(self.table)} seeds (profile {self.profile!r}). It holds on {self.holding}.", 78))
+        print("\n" + inspect.getdoc(getattr(patterns, self.statistic)) + "\n")
+        display(_for_reading(self.table))
+        if self.paper is not None:
+            n = int(self.paper["holds"].sum())
+            print(textwrap.fill(f"Reported, not asserted at this profile: the paper's statistic, "
+                                f"nas_core.patterns.{self.pattern}, holds on {n} of {len(self.paper)} seeds.", 78))
+            display(_for_reading(self.paper))
+
+
+def _for_reading(table):
+    """A statistic's per-seed table as shown in the book: indexed by seed, with
+    headers that wrap (spaces for underscores) so that it fits the text column."""
+    return table.set_index("seed").rename(columns=lambda name: name.replace("_", " "))
+
+
+def expected(pattern: str, profile: str = "cpu") -> tuple[str, float]:
+    """(statistic, min_fraction) that ``pattern``'s notebook asserts at ``profile``,
+    from ``nas_core.presets.EXPECTED``; without an entry, the paper's statistic
+    on at least 4 of 5 seeds."""
+    entry = getattr(presets, "EXPECTED", {}).get(pattern, {})
+    return entry.get(profile, pattern), float(entry.get("min_fraction", 0.8))
+
+
+def _statistic_table(stat: str, runs, controls) -> pd.DataFrame:
+    """The statistic ``stat`` of every run (paired with its control when it compares two runs), one row per seed."""
+    fn = getattr(patterns, stat, None)
+    if fn is None:
+        raise ValueError(f"nas_core.patterns has no statistic {stat!r}")
+    paired = sum(p.default is inspect.Parameter.empty for p in inspect.signature(fn).parameters.values()) == 2
+    rows = []
+    if paired:
+        if controls is None or len(controls) != len(runs):
+            raise ValueError(f"patterns.{stat} compares each run with its control: pass controls, one per run")
+        for h, c in zip(runs, controls):
+            if h.config.seed != c.config.seed:
+                raise ValueError(f"run and control differ in seed ({h.config.seed} vs {c.config.seed})")
+            rows.append({"seed": h.config.seed, **fn(h, c)})
+    else:
+        rows = [{"seed": h.config.seed, **fn(h)} for h in runs]
+    table = pd.DataFrame(rows).round(3)
+    return table[[c for c in table.columns if c != "holds"] + ["holds"]]
+
+
+def pattern_check(pattern: str, runs, profile: str = "cpu", controls=None, statistic: str | None = None,
+                  min_fraction: float | None = None) -> PatternCheck:
+    """Apply the statistic that ``nas_core.presets.EXPECTED[pattern][profile]``
+    names (or ``statistic``) to every run, paired with the control run of the
+    same seed when the statistic compares two runs (``pruning``)."""
+    stat, frac = expected(pattern, profile)
+    stat = statistic or stat
+    frac = frac if min_fraction is None else min_fraction
+    table = _statistic_table(stat, runs, controls)
+    paper = _statistic_table(pattern, runs, None) if stat != pattern and pattern in patterns.PATTERNS else None
+    return PatternCheck(pattern, stat, profile, frac, table, paper)

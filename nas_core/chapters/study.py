@@ -13,17 +13,15 @@ from __future__ import annotations
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import patterns
+from .. import patterns, record
 from ..config import SearchConfig
 from ..history import History, run_all
-from ..ops import OPS, PARAMETRIC
 from ..presets import DEPARTURES, preset
 
 CHOICE_SEEDS = tuple(range(5))
@@ -88,7 +86,6 @@ RUNS_TABLE, CURVES_TABLE = "runs.csv", "curves.csv"
 REPOSITORY_TABLES = "https://raw.githubusercontent.com/wiring-nas/wiring-nas/main/study"
 STATISTICS = ("growing", "growing_decisive", "width", "width_decisive", "bilevel", "bilevel_decisive")
 CURVE_POINTS = 150   # at most this many epochs per run in the curves table (evenly spaced, last one kept)
-_CONV = [OPS.index(o) for o in PARAMETRIC]
 
 
 TRAIN_SPLIT = {"digits": 898, "synthetic": 96, "cifar10": 25_000}  # half of each dataset (nas_core.data)
@@ -100,22 +97,9 @@ def steps_per_epoch(config: SearchConfig) -> int:
     return max(1, n // config.batch_size)
 
 
-def _winners(record: dict, cell_type: str = "normal") -> str:
+def _winners(r: dict, cell_type: str = "normal") -> str:
     """Each edge's argmax op at one epoch (``none`` counted), e.g. 'skip|none|...'."""
-    return "|".join(record["derived"][cell_type])
-
-
-def _edge_conv_cost(record: dict, split: str, cell_type: str = "normal"):
-    """Per edge: the mean cost of its parametric ops in one epoch, summed over
-    the cells of ``cell_type`` (NaN where none was computed)."""
-    stats = record["cost"].get(split)
-    if stats is None:
-        return None
-    mean = np.array(stats["mean"], dtype=float)[..., _CONV]          # cells, edges, convs
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an edge whose convolutions never ran: NaN
-        per_cell = np.nanmean(mean, axis=-1)
-    return np.nansum(per_cell, axis=0) if np.isfinite(per_cell).any() else np.full(per_cell.shape[1], np.nan)
+    return "|".join(record.derived(r, cell_type))
 
 
 def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
@@ -143,7 +127,8 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
         row[f"{name}.holds"] = stats[name]["holds"]
     top = c.topology
     for split in ("train", "heldout"):  # the mean conv cost of the last tenth of the epochs, per kind of edge
-        costs = [m for m in (_edge_conv_cost(r, split, cell_type) for r in last10) if m is not None]
+        costs = [m for m in (record.edge_costs(r, split, c, "parametric", cell_type) for r in last10)
+                 if m is not None]
         for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
             vals = [m[e] for m in costs for e in edges if np.isfinite(m[e])]
             row[f"late_conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan
@@ -177,7 +162,7 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
                "train_output_cost": r["output_cost"]["train"]["output_cost"],
                **{f"p_none_e{e}": v for e, v in enumerate(r["p_none"][cell_type])}}
         for split in ("train", "heldout"):
-            cost = _edge_conv_cost(r, split, cell_type)
+            cost = record.edge_costs(r, split, h.config, "parametric", cell_type)
             for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
                 vals = [] if cost is None else [cost[e] for e in edges if np.isfinite(cost[e])]
                 row[f"conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan

@@ -8,8 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..viz import _LAYOUT, GROUP_COLORS, OP_LABEL, _mean_band, _title
-from .study import STATISTICS
+from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
+from ..presets import preset
+from .study import RUNGS, STATISTICS, TRAIN_SPLIT, steps_per_epoch
 
 MARK = {True: "✓", False: "·"}
 STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
@@ -96,13 +97,13 @@ def p_none_figure(curves: pd.DataFrame, rungs: list[str], input_edges=(0, 1, 2, 
         g = df[df.rung == r]
         color = GROUP_COLORS[i % len(GROUP_COLORS)]
         for part, dash in (("input", "solid"), ("deep", "dash")):
-            _mean_band(fig, g, "step", part, name=f"{r}: {part}", color=color, dash=dash, legendgroup=f"{r}{part}")
+            mean_band(fig, g, "step", part, name=f"{r}: {part}", color=color, dash=dash, legendgroup=f"{r}{part}")
     fig.add_hline(y=1 / 8, line=dict(color="grey", dash="dot", width=1), annotation_text="uniform 1/8",
                   annotation_position="bottom right")
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="p(none)")
-    fig.update_layout(**_LAYOUT, height=480, legend=dict(orientation="h", y=-0.25),
-                      title=_title(title, "solid: input edges (mean), dashed: the deep edge; mean and min–max "
+    fig.update_layout(**LAYOUT, height=480, legend=dict(orientation="h", y=-0.25),
+                      title=figure_title(title, "solid: input edges (mean), dashed: the deep edge; mean and min–max "
                                           "band over seeds"))
     fig.update_layout(margin=dict(t=95))
     return fig
@@ -118,13 +119,13 @@ def curves_figure(curves: pd.DataFrame, rungs: list[str], columns: dict, title: 
         color = GROUP_COLORS[i % len(GROUP_COLORS)]
         for col, y in enumerate(columns, 1):
             if g[y].notna().any():
-                _mean_band(fig, g.dropna(subset=[y]), "step", y, name=r, color=color, row=1, col=col,
+                mean_band(fig, g.dropna(subset=[y]), "step", y, name=r, color=color, row=1, col=col,
                            showlegend=col == 1)
             if zero_line:
                 fig.add_hline(y=0, line=dict(color="grey", width=1), row=1, col=col)
     fig.update_xaxes(title_text="step")
-    fig.update_layout(**_LAYOUT, height=470, legend=dict(orientation="h", y=-0.25),
-                      title=_title(title, note or "mean and min–max band over seeds"))
+    fig.update_layout(**LAYOUT, height=470, legend=dict(orientation="h", y=-0.25),
+                      title=figure_title(title, note or "mean and min–max band over seeds"))
     fig.update_layout(margin=dict(t=100))
     return fig
 
@@ -132,9 +133,6 @@ def curves_figure(curves: pd.DataFrame, rungs: list[str], columns: dict, title: 
 def settings_table() -> pd.DataFrame:
     """The quantities that decide what a small run shows (the paper's, the
     faithful presets', the first calibration's), read from the presets."""
-    from ..presets import preset
-    from .study import TRAIN_SPLIT, steps_per_epoch
-
     def steps(c):
         return c.epochs * steps_per_epoch(c)
 
@@ -155,7 +153,5 @@ def settings_table() -> pd.DataFrame:
 
 def out_of_reach() -> pd.DataFrame:
     """The rungs this machine cannot run, with the command that runs one seed."""
-    from .study import RUNGS
-
     return pd.DataFrame([{"rung": r.name, "what": r.note, "command": r.command()} for r in RUNGS if not r.cpu]
                         ).set_index("rung")

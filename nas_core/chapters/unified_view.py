@@ -1,4 +1,4 @@
-"""The unified view's identities, checked live on a small float64 network.
+"""The unified-view chapter: its identities, checked live on a small float64 network.
 
 Each function takes a :class:`~nas_core.search.Search` (see :func:`small_search`),
 runs one batch through it and returns a table comparing two independent ways of
@@ -15,22 +15,23 @@ computing the same quantity:
 * :func:`cell_sums` / :func:`scale_scenarios`: the Z-weighted cost of every
   cell, which is about 0 except in the last cell, and when it is not.
 
-The book's chapter on the unified view derives the identities; the tests and
-that chapter's check cell assert them.
+The chapter derives the identities and its check cell asserts them;
+:func:`nas_core.chapters.cost_figures.scale_scenario_figure` draws the scenarios.
 """
 from __future__ import annotations
 
 import contextlib
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .config import Intervention, SearchConfig
-from .cost import output_cost
-from .ops import NONE, OPS
-from .relax import _gumbel, masked, probabilities
-from .search import Search, kept_buffers
+from ..config import Intervention, SearchConfig
+from ..cost import output_cost
+from ..ops import NONE, OPS
+from ..relax import masked, probabilities
+from ..search import Search, kept_buffers
 
 #: the small network of the checks: 3 normal cells of 4 channels on digits
 SMALL = dict(data="digits", cells=3, channels=4, batch_size=32, epochs=1)
@@ -83,15 +84,12 @@ def _mode(net, train: bool):
         net.train(was)
 
 
-def costs(s: Search, samples, x, y, train: bool = True):
-    """Forward and backward once; returns (z leaves whose .grad is the cost,
-    logits, loss). BN's running statistics are left as they were."""
-    with kept_buffers(s.net), _mode(s.net, train):
-        s.net.zero_grad(set_to_none=True)
-        logits, z = s.forward(x, samples)
-        loss = F.cross_entropy(logits, y)
-        s.backward(loss, z)
-    return z, logits.detach(), loss.detach()
+def gumbel_noise(shape, seed: int, dtype) -> torch.Tensor:
+    """The Gumbel noise a relaxation draws first from a generator seeded with
+    ``seed`` (written out again here, so that the checks do not reuse the code
+    they check; :func:`_z_of_alpha` asserts that it reproduces the sample)."""
+    u = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return -torch.log(-torch.log(u.clamp_(1e-12, 1 - 1e-12))).to(dtype)
 
 
 def _loss_at(s: Search, samples, x, y, z, train: bool = True) -> float:
@@ -114,12 +112,10 @@ def cost_vs_finite_difference(s: Search, samples, x, y, entries=None, h: float =
     """The recorded cost of (cell, edge, op) entries against the central finite
     difference [L(Z + h e) - L(Z - h e)] / 2h. Default entries: ``n`` computed
     entries spread over the cells, edges and ops (plus one ``none``)."""
-    import pandas as pd
-
-    z, _, _ = costs(s, samples, x, y)
     t = "normal"
-    cost = z[t].grad
-    base = z[t].detach().clone()
+    m = s.measure(x, y, samples)
+    cost = m["cost"][t]
+    base = m["z"][t].clone()
     active = samples[t].active
     if entries is None:
         rng = np.random.default_rng(seed)
@@ -149,12 +145,13 @@ def _z_of_alpha(algorithm: str, alpha, allowed, samples, seed: int, temperature:
     sm = samples["normal"]
     if algorithm == "darts":
         return probabilities(alpha, allowed)
-    g = _gumbel(alpha.shape, torch.Generator().manual_seed(seed), alpha.dtype, alpha.device)
+    g = gumbel_noise(alpha.shape, seed, alpha.dtype).to(alpha.device)
     soft = F.softmax((masked(alpha, allowed) + g) / temperature, dim=-1)
     if algorithm == "snas":
         assert torch.allclose(soft.detach(), sm.z), "the Gumbel noise was not reproduced"
         return soft
     if algorithm == "gdas":  # hard one-hot forward, gradient through the soft sample
+        assert torch.equal(soft.detach().argmax(-1), sm.z.argmax(-1)), "the Gumbel noise was not reproduced"
         return sm.z + soft - soft.detach()
     if algorithm == "dsnas":  # value 1 on the sampled op, gradient d log p_s (likelihood ratio)
         logp = F.log_softmax(masked(alpha, allowed), dim=-1)
@@ -183,8 +180,7 @@ def alpha_gradient(s: Search, x, y, seed: int = 0) -> dict:
     algorithm, tau = s.config.algorithm, s.config.temperature
     samples = draw(s, seed)
     t, alpha, allowed = "normal", s.alpha["normal"], s.allowed["normal"]
-    z, _, _ = costs(s, samples, x, y)
-    cost = z[t].grad.sum(0)  # cells share alpha: their costs add up
+    cost = s.measure(x, y, samples)["cost"][t].sum(0)  # cells share alpha: their costs add up
     rule = torch.autograd.grad(samples[t].alpha_loss(cost), alpha)[0]
     z_alpha = _z_of_alpha(algorithm, alpha, allowed, samples, seed, tau)
     with kept_buffers(s.net):
@@ -193,7 +189,7 @@ def alpha_gradient(s: Search, x, y, seed: int = 0) -> dict:
     p = probabilities(alpha.detach(), allowed)
     zs = samples[t].z
     if algorithm == "gdas":
-        g = _gumbel(alpha.shape, torch.Generator().manual_seed(seed), alpha.dtype, alpha.device)
+        g = gumbel_noise(alpha.shape, seed, alpha.dtype).to(alpha.device)
         zs = F.softmax((masked(alpha.detach(), allowed) + g) / tau, dim=-1)
     formula = _formula(algorithm, p, zs, cost, tau)
     a, r, f = (v.detach().cpu().numpy() for v in (auto, rule, formula))
@@ -206,8 +202,6 @@ def alpha_gradient(s: Search, x, y, seed: int = 0) -> dict:
 def alpha_gradients(algorithms=("darts", "snas", "dsnas", "gdas"), seed: int = 0, n: int = 32):
     """:func:`alpha_gradient` for each algorithm on its own small float64
     search, as a table."""
-    import pandas as pd
-
     rows = []
     for alg in algorithms:
         s = small_search(alg, seed=seed)
@@ -251,8 +245,6 @@ def forward_nodes(s: Search, x, z, active):
 def node_identity(s: Search, samples, x, y):
     """Per cell and intermediate node j: sum over incoming edges and ops of
     Z C (left) and <dL/dx_j, x_j> (right)."""
-    import pandas as pd
-
     t = "normal"
     z = {t: samples[t].z.detach().unsqueeze(0).expand(s.net.count(t), -1, -1).clone().requires_grad_()}
     with kept_buffers(s.net):
@@ -307,8 +299,8 @@ def output_cost_signs(n: int = 4000, classes: int = 10, scale: float = 4.0, seed
 
 def cell_sums(s: Search, samples, x, y, train: bool = True) -> np.ndarray:
     """The Z-weighted cost sum_{e,k} Z C of each cell (network order)."""
-    z, _, _ = costs(s, samples, x, y, train=train)
-    return (z["normal"].detach() * z["normal"].grad).sum(dim=(1, 2)).numpy()
+    m = s.measure(x, y, samples, train=train)
+    return (m["z"]["normal"] * m["cost"]["normal"]).sum(dim=(1, 2)).numpy()
 
 
 def _estimate_running_stats(s: Search, n_batches: int = 5):
@@ -343,8 +335,6 @@ def scale_scenarios(seed: int = 0, n: int = 64, scenarios=SCENARIOS):
     """Per scenario and cell: the Z-weighted cost of the cell, under DARTS'
     Z = softmax(alpha), with the network's output cost <dL/df, f> alongside.
     One row per (scenario, cell)."""
-    import pandas as pd
-
     rows = []
     for label, kw, train in scenarios:
         s = small_search("darts", seed=seed, **kw)
@@ -360,13 +350,11 @@ def scale_scenarios(seed: int = 0, n: int = 64, scenarios=SCENARIOS):
     return pd.DataFrame(rows)
 
 
-def worst_errors(fd_tables, alpha_table, nodes, output: dict, scenarios) -> "pd.Series":
+def worst_errors(fd_tables, alpha_table, nodes, output: dict, scenarios) -> pd.Series:
     """The worst relative error of every identity, from the tables of
     :func:`cost_vs_finite_difference` (a dict {label: table}),
     :func:`alpha_gradients`, :func:`node_identity`, :func:`output_cost_identity`
     and :func:`scale_scenarios` (its first, exact scenario)."""
-    import pandas as pd
-
     worst = {f"cost = finite difference ({k})": t.rel_error.max() for k, t in fd_tables.items()}
     for kind in ("rule", "formula"):
         for alg, v in alpha_table[f"{kind}_vs_autograd"].items():
@@ -381,7 +369,7 @@ def worst_errors(fd_tables, alpha_table, nodes, output: dict, scenarios) -> "pd.
     return pd.Series(worst, name="worst relative error", dtype=float)
 
 
-def inner_share(scenarios) -> "pd.Series":
+def inner_share(scenarios) -> pd.Series:
     """Per scenario, the largest |Z-weighted cost| of a non-final cell relative
     to the output cost."""
     inner = scenarios[~scenarios["last"]]

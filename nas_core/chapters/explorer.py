@@ -12,10 +12,10 @@ from __future__ import annotations
 import ipywidgets as W
 from IPython.display import display
 
-from . import presets, viz
-from .config import ALGORITHMS
-from .history import run
-from .space import CELLS
+from .. import plots, presets
+from ..config import ALGORITHMS
+from ..history import run
+from ..space import CELLS
 
 
 class Explorer(W.VBox):
@@ -64,7 +64,7 @@ class Explorer(W.VBox):
 
     def _edge_options(self, cell=None):
         top = self.base.replace(cell=cell or self.cell.value).topology
-        return [(viz.edge_label(top, e), e) for e in range(top.n_edges)]
+        return [(plots.edge_label(top, e), e) for e in range(top.n_edges)]
 
     def _set_edges(self, cell=None):
         """Edges of the drawn run's cell (of the chosen cell before any run)."""
@@ -107,10 +107,10 @@ class Explorer(W.VBox):
         if h is None:
             return None
         if self.view.value == "cell":
-            return viz.cell_figure(h, epoch=self.epoch.value)
+            return plots.cell_figure(h, epoch=self.epoch.value)
         if self.view.value == "edge":
-            return viz.edge_figure(h, self.edge.value, epoch=self.epoch.value)
-        fig = viz.cost_figure([h], smooth=1)
+            return plots.edge_figure(h, self.edge.value, epoch=self.epoch.value)
+        fig = plots.cost_figure([h], smooth=1)
         fig.add_vline(x=self.epoch.value, line=dict(color="grey", dash="dot"))
         return fig
 

@@ -1,4 +1,5 @@
-"""The unified view's identities (STUDY.md section 3), checked in float64 on tiny supernets.
+"""The unified view's identities (STUDY.md section 3), checked in float64 on tiny supernets,
+and the unified-view chapter's own checks of them (nas_core.chapters.unified_view).
 
 Each test compares the instrumented core against an independent computation: finite
 differences of the loss, autograd through Z(alpha), a hand-written cell forward that keeps
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nas_core import Intervention, SearchConfig
+from nas_core.chapters import cost_figures, unified_view
 from nas_core.cost import OutputCostStats, output_cost
 from nas_core.ops import NONE, OPS, op_index
 from nas_core.relax import Dsnas, _gumbel, masked, probabilities
@@ -504,3 +506,56 @@ def test_scale_invariance_fails_with_skip_on_the_deep_edge(intervention):
     sums, oc = z_weighted_per_cell(s, samples, x, y)
     assert np.abs(sums[:-1]).max() > 0.1 * abs(sums[-1]), sums
     assert abs(sums[-1] - oc) > 0.1 * abs(oc)
+
+
+# ---------------------------------------------------------------------------
+# The chapter's own checks (nas_core.chapters.unified_view), as its check cell runs them
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algorithm", ["snas", "gdas"])
+def test_the_chapters_gumbel_noise_reproduces_the_relaxations(algorithm):
+    s = unified_view.small_search(algorithm)
+    alpha, allowed, tau = s.alpha["normal"].detach(), s.allowed["normal"], s.config.temperature
+    soft = F.softmax((masked(alpha, allowed) + unified_view.gumbel_noise(alpha.shape, 3, alpha.dtype)) / tau, -1)
+    z = unified_view.draw(s, 3)["normal"].z
+    if algorithm == "snas":
+        assert torch.allclose(soft, z)
+    else:
+        assert torch.equal(soft.argmax(-1), z.argmax(-1))
+    other = F.softmax((masked(alpha, allowed) + unified_view.gumbel_noise(alpha.shape, 4, alpha.dtype)) / tau, -1)
+    assert not torch.allclose(other, soft)
+
+
+def test_the_chapters_identities_hold_to_its_tolerance():
+    darts = unified_view.small_search("darts")
+    x, y = unified_view.batch(darts, 16)
+    fd = {"DARTS": unified_view.cost_vs_finite_difference(darts, unified_view.draw(darts), x, y, n=3)}
+    assert list(fd["DARTS"].columns) == ["cell", "edge", "op", "Z", "cost", "finite_difference", "rel_error"]
+    alpha = unified_view.alpha_gradients(n=16)
+    assert list(alpha.index) == ["darts", "snas", "dsnas", "gdas"] and (alpha.max_abs_gradient > 0).all()
+    exact = unified_view.small_search("darts", **unified_view.SCENARIOS[0][1])
+    xe, ye = unified_view.batch(exact, 16)
+    samples = unified_view.draw(exact)
+    nodes = unified_view.node_identity(exact, samples, xe, ye)
+    assert len(nodes) == 3 * 2                                     # cells x intermediate nodes
+    output = unified_view.output_cost_identity(exact, samples, xe, ye)
+    scenarios = unified_view.scale_scenarios(n=16, scenarios=unified_view.SCENARIOS[:1])
+    worst = unified_view.worst_errors(fd, alpha, nodes, output, scenarios)
+    assert len(worst) == 1 + 2 * 4 + 1 + 4 + 1
+    assert (worst <= 1e-5).all(), worst[worst > 1e-5]
+    # a wrong cost would show: the finite difference of another entry
+    shifted = fd["DARTS"].assign(rel_error=unified_view._rel(fd["DARTS"].cost, fd["DARTS"].finite_difference[::-1]))
+    assert unified_view.worst_errors({"x": shifted}, alpha, nodes, output, scenarios).max() > 1e-5
+
+
+def test_the_chapters_scale_scenarios_fail_where_its_text_says():
+    scenarios = unified_view.scale_scenarios(n=32)
+    assert list(scenarios.columns) == ["scenario", "cell", "last", "z_weighted_cost", "output_cost", "relative"]
+    inner = unified_view.inner_share(scenarios)
+    labels = [label for label, _, _ in unified_view.SCENARIOS]
+    assert inner[labels[0]] < 1e-6 and inner[labels[1]] < 1e-2
+    assert inner[labels[2]] > 0.01 and inner[labels[3]] > 0.01
+    fig = cost_figures.scale_scenario_figure(scenarios)
+    assert [t.type for t in fig.data] == ["bar"] * 4 and fig.data[0].marker.color[-1] == "#d62728"
+    signs = unified_view.output_cost_signs(n=500)
+    assert signs["max_correct"] <= 0 < signs["wrong_positive"] < 1
