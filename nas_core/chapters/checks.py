@@ -34,7 +34,8 @@ LADDER = {
     "width": ("faithful DSNAS", "DSNAS 20k steps"),
     "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images"),
 }
-CONTROLS = {"growing": (), "width": (), "bilevel": ("faithful single-level control",)}
+CONTROLS = {"growing": (), "width": (), "bilevel": ("faithful single-level control",
+                                                "faithful single-level control, held-out seeds")}
 HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS, held-out seeds",
            "bilevel": "faithful bi-level DARTS, held-out seeds"}
 
