@@ -10,7 +10,7 @@ __version__ = "0.1.0"  # the one place it is set (pyproject.toml reads it); see 
 
 from .config import Intervention, SearchConfig
 from .faults import DivergenceError
-from .history import History, RunError, load, run, run_all
+from .runs import History, RunError, load, run, run_all
 from .ops import OPS
 from .space import Topology
 

@@ -230,7 +230,7 @@ def output_frame(runs, splits=("train", "heldout")):
 def load_search(history) -> Search:
     """A Search holding a finished run's last weights (its checkpoint at its last
     epoch, loaded with weights_only=True and checked; RunError if there is none)."""
-    from .history import checkpoint_of
+    from .runs import checkpoint_of
 
     s = Search(history.config)
     checkpoint_of(history, s)

@@ -3,14 +3,12 @@ make them data."""
 from __future__ import annotations
 
 import torch
+from conftest import TINY
 
 from nas_core import SearchConfig, run
 from nas_core.data import augment, load
 from nas_core.presets import DEPARTURES, preset
 from nas_core.search import Search, epoch_generator
-
-TINY = dict(data="synthetic", cells=2, channels=4, batch_size=16, epochs=2)
-
 
 def test_shift_moves_each_image_by_at_most_k_pixels():
     x = torch.zeros(64, 1, 8, 8)
