@@ -264,8 +264,8 @@ API_NAMES = [
     "nas_core.search.Search", "nas_core.search.Search.run_epoch", "nas_core.run", "nas_core.run_all",
     "nas_core.load", "nas_core.History", "nas_core.History.series", "nas_core.patterns.statistics",
     "nas_core.patterns.growing", "nas_core.patterns.width", "nas_core.patterns.bilevel",
-    "nas_core.presets.preset", "nas_core.presets.seed_configs", "nas_core.sweep.run_sweep",
-    "nas_core.sweep.load_table", "nas_core.sweep.plan",
+    "nas_core.presets.preset", "nas_core.presets.seed_configs", "nas_core.runs.sweep.run_sweep",
+    "nas_core.runs.sweep.load_table", "nas_core.runs.sweep.plan",
 ]
 
 
