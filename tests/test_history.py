@@ -125,6 +125,14 @@ def test_finished_run_is_loaded_without_compute(tmp_path, four_epochs, monkeypat
     assert without_time(run(small, cache_dir=tmp_path / "cache", progress=False).records) == without_time(first.records)
 
 
+def test_run_cache_names_are_stable(tmp_path):
+    """A run's cache directory is named by its config's key: stored values, since
+    a changed key would orphan every finished run in runs/."""
+    c = SearchConfig(**TINY)
+    assert run_dir_for(c, tmp_path) == tmp_path / "dsnas-42c00ba98e58"
+    assert run_dir_for(c.replace(algorithm="darts", seed=3), tmp_path).name == "darts-e8ccfc5dda25"
+
+
 def test_another_config_is_refused_unless_overwrite(tmp_path, monkeypatch):
     c = SearchConfig(**TINY)
     first = run(c, tmp_path, progress=False)
