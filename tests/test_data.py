@@ -2,8 +2,9 @@
 make them data."""
 from __future__ import annotations
 
+import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, Stop, stop_after, without_time
 
 from nas_core import SearchConfig, run
 from nas_core.data import augment, load
@@ -52,21 +53,10 @@ def test_training_sees_a_fresh_view_of_every_batch_and_a_resume_the_same():
 def test_augmented_run_resumes_identically(tmp_path):
     config = SearchConfig(**{**TINY, "epochs": 3}, augment_shift=1)
     whole = run(config, tmp_path / "a", progress=False)
-
-    class Stop(Exception):
-        pass
-
-    def stop(record):
-        if record["epoch"] == 1:
-            raise Stop
-
-    try:
-        run(config, tmp_path / "b", progress=False, callback=stop)
-    except Stop:
-        pass
+    with pytest.raises(Stop):
+        run(config, tmp_path / "b", progress=False, callback=stop_after(1))
     resumed = run(config, tmp_path / "b", progress=False)
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.records]
-    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in whole.records]
+    assert without_time(resumed.records) == without_time(whole.records)
     # and the augmentation changed the run
     plain = run(config.replace(augment_shift=0), tmp_path / "c", progress=False)
     assert plain.records[-1]["alpha"] != whole.records[-1]["alpha"]

@@ -22,9 +22,9 @@ import pandas as pd
 
 from .. import patterns
 from ..config import SearchConfig
-from ..runs import History, RunError, load, run_all, run_dir_for
 from ..ops import OPS, PARAMETRIC
 from ..presets import DEPARTURES, preset
+from ..runs import History, RunError, load, run_all, run_dir_for
 
 CHOICE_SEEDS = tuple(range(5))
 HELDOUT_SEEDS = tuple(range(5, 10))
