@@ -10,8 +10,8 @@ __version__ = "0.1.0"  # the one place it is set (pyproject.toml reads it); see 
 
 from .config import Intervention, SearchConfig
 from .faults import DivergenceError
-from .history import History, RunError, load, run, run_all
 from .ops import OPS
+from .runs import History, RunError, load, run, run_all
 from .space import Topology
 
 __all__ = ["Intervention", "SearchConfig", "History", "RunError", "DivergenceError", "load", "run", "run_all", "OPS", "Topology"]

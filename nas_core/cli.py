@@ -8,11 +8,14 @@ import sys
 import typing
 
 import numpy as np
+import torch
 
 from . import __version__, presets, record
+from .chapters import calibration, study
 from .config import Intervention, SearchConfig
-from .faults import DivergenceError, finite_or_none
-from .history import RunError, load, run
+from .faults import DivergenceError
+from .runs import RunError, load, run, sweep
+from .runs.io import finite_or_none
 from .patterns import statistics
 
 _SPECIAL = {"intervention"}
@@ -106,7 +109,7 @@ def main(argv=None):
     st = sub.add_parser("stats", help="print a run's pattern statistics as JSON")
     st.add_argument("run_dir")
     st.add_argument("--cell-type", default="normal")
-    sw = sub.add_parser("sweep", help="run a grid of trials (see nas_core.sweep)")
+    sw = sub.add_parser("sweep", help="run a grid of trials (see nas_core.runs.sweep)")
     sw.add_argument("target", help="a notebook path, or 'search'")
     sw.add_argument("--grid", required=True)
     sw.add_argument("--seeds", default="0")
@@ -115,7 +118,7 @@ def main(argv=None):
     sw.add_argument("--backend", choices=("local", "ray"), default="local")
     sw.add_argument("--runs-dir", default=None,
                     help="search trials run in this run cache (e.g. runs, shared with the book) instead of OUT/trials")
-    ca = sub.add_parser("calibrate", help="rerun the calibration study (see nas_core.calibration)")
+    ca = sub.add_parser("calibrate", help="rerun the calibration study (see nas_core.chapters.calibration)")
     ca.add_argument("--specs", default="sweeps", help="directory of the studies' sweep specs")
     ca.add_argument("--table", default="sweeps/calibration.csv")
     ca.add_argument("--workers", type=int, default=2)
@@ -129,8 +132,6 @@ def main(argv=None):
         if args.command == "search":
             config = config_from_args(args)
             if args.threads is not None or config.resolved_device().type == "cpu":
-                import torch
-
                 torch.set_num_threads(args.threads or 1)
             h = run(config, args.out, overwrite=args.overwrite, restart=args.restart,
                     progress=not args.no_progress)
@@ -141,17 +142,11 @@ def main(argv=None):
         elif args.command == "stats":
             print(json.dumps(finite_or_none(statistics(load(args.run_dir), args.cell_type)), indent=1, allow_nan=False))
         elif args.command == "sweep":
-            from .sweep import main as sweep_main
-
-            return sweep_main(args)
+            return sweep.main(args)
         elif args.command == "study":
-            from .chapters.study import main as study_main
-
-            return study_main(args)
+            return study.main(args)
         elif args.command == "calibrate":
-            from .calibration import main as calibrate_main
-
-            return calibrate_main(args)
+            return calibration.main(args)
     except (ValueError, RunError, DivergenceError, FileNotFoundError) as err:  # one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
-from .history import History
+from .runs.history import History
 from .space import random_width_depth
 
 GROWING_EARLY_MAX = 0.25   # at most a quarter of the edges selected at some point early on
@@ -227,9 +228,16 @@ def statistics(h: History, cell_type: str = "normal") -> dict:
     return {name: fn(h, cell_type) for name, fn in PATTERNS.items()}
 
 
-def flatten(stats: dict) -> dict:
-    """{'growing': {'holds': True, ...}} -> {'growing.holds': True, ...} for tidy tables."""
-    return {f"{name}.{k}": v for name, d in stats.items() for k, v in d.items()}
+def flatten(stats: dict, prefix: str = "") -> dict:
+    """{'growing': {'holds': True, ...}} -> {'growing.holds': True, ...} for tidy
+    tables (nested dicts at any depth; other values, lists too, as they are)."""
+    out = {}
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 LEVERS = ("algorithm", "level", "cell", "cells", "channels", "batch_size", "epochs", "seed", "lr", "arch_lr",
@@ -240,8 +248,6 @@ def table(histories, cell_type: str = "normal"):
     """One row per run: its levers, runtime and flattened pattern statistics.
 
     Returns a pandas DataFrame."""
-    import pandas as pd
-
     rows = []
     for h in histories:
         d = h.config.to_dict()

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from nas_core.chapters.study import Rung, curve_rows, run_row
-from nas_core.history import run
 from nas_core.presets import preset
+from nas_core.runs import run
 from nas_core.search import Search
 
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,7 @@
-"""Shared fixtures."""
+"""Shared settings and fixtures: the one tiny config, one torch thread, a local Ray.
+
+Test modules import the constant (``from conftest import TINY``) or take the
+fixture ``tiny`` (a fresh copy to change)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +9,39 @@ import shutil
 import tempfile
 
 import pytest
+import torch
+
+# The machine is shared: oversubscribed BLAS threads make tiny nets 10-100x
+# slower. Forked children (tests/test_faults.py) inherit the setting.
+torch.set_num_threads(1)
+
+# The smallest search worth running: synthetic data (no download), 2 cells of
+# 4 channels, 2 epochs of batches of 16. A test that needs more derives it,
+# e.g. ``{**TINY, "epochs": 4}``, and says why.
+TINY = dict(data="synthetic", cells=2, channels=4, batch_size=16, epochs=2)
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """A copy of :data:`TINY` that a test may change."""
+    return dict(TINY)
+
+
+def without_time(records: list[dict]) -> list[dict]:
+    """Records without their wall-clock ``seconds`` (the one field a rerun may change)."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+class Stop(Exception):
+    """Raised by :func:`stop_after` to interrupt a run."""
+
+
+def stop_after(epoch: int):
+    """A ``run(callback=...)`` that interrupts the run once ``epoch`` is saved."""
+    def callback(record):
+        if record["epoch"] == epoch:
+            raise Stop
+    return callback
 
 # Ray's environment for a local test instance: no usage-stats report (the
 # machine may be offline), no memory monitor (the machine is shared: another
@@ -16,7 +52,7 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_memory_monitor_refresh_ms": "0"}
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray instance with 2 CPUs, started once per test module and shut
-    down at its end; ``nas_core.sweep``'s Ray backend uses it (it starts none
+    down at its end; the sweeps' Ray backend (``nas_core.runs.sweep_backends``) uses it (it starts none
     itself when Ray is initialized).  Ray is pinned in requirements.txt, so
     its absence fails rather than skips."""
     try:

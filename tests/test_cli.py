@@ -4,12 +4,11 @@ validation and the cell space in test_config.py."""
 import json
 
 import torch
+from conftest import TINY
 
 from nas_core import SearchConfig, patterns
 from nas_core.cli import main as cli_main
 from nas_core.search import Search
-
-TINY = dict(data="synthetic", cells=3, channels=4, batch_size=16, epochs=2)
 
 
 def test_bilevel_and_second_order_steps_move_alpha():

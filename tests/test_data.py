@@ -2,15 +2,14 @@
 make them data."""
 from __future__ import annotations
 
+import pytest
 import torch
+from conftest import TINY, Stop, stop_after, without_time
 
 from nas_core import SearchConfig, run
 from nas_core.data import augment, load
 from nas_core.presets import DEPARTURES, preset
 from nas_core.search import Search, epoch_generator
-
-TINY = dict(data="synthetic", cells=2, channels=4, batch_size=16, epochs=2)
-
 
 def test_shift_moves_each_image_by_at_most_k_pixels():
     x = torch.zeros(64, 1, 8, 8)
@@ -54,21 +53,10 @@ def test_training_sees_a_fresh_view_of_every_batch_and_a_resume_the_same():
 def test_augmented_run_resumes_identically(tmp_path):
     config = SearchConfig(**{**TINY, "epochs": 3}, augment_shift=1)
     whole = run(config, tmp_path / "a", progress=False)
-
-    class Stop(Exception):
-        pass
-
-    def stop(record):
-        if record["epoch"] == 1:
-            raise Stop
-
-    try:
-        run(config, tmp_path / "b", progress=False, callback=stop)
-    except Stop:
-        pass
+    with pytest.raises(Stop):
+        run(config, tmp_path / "b", progress=False, callback=stop_after(1))
     resumed = run(config, tmp_path / "b", progress=False)
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.records]
-    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in whole.records]
+    assert without_time(resumed.records) == without_time(whole.records)
     # and the augmentation changed the run
     plain = run(config.replace(augment_shift=0), tmp_path / "c", progress=False)
     assert plain.records[-1]["alpha"] != whole.records[-1]["alpha"]

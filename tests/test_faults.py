@@ -20,16 +20,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY as BASE
+from conftest import Stop, stop_after, without_time
 
-from nas_core import DivergenceError, RunError, SearchConfig, load, run, sweep
-from nas_core import history as hist
+from nas_core import DivergenceError, RunError, SearchConfig, load, run
 from nas_core.cli import main as cli_main
+from nas_core.runs import history as hist
+from nas_core.runs import io as runio
+from nas_core.runs import parallel, sweep, sweep_backends
 from nas_core.search import Search
 
-torch.set_num_threads(1)  # the machine is shared; forked children inherit it
-
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(data="synthetic", cells=2, channels=4, batch_size=32, epochs=4, algorithm="dsnas", arch_lr=0.05)
+# 4 epochs (kills and corruptions land before, between and after checkpoints), batches of 32
+# (half the steps of BASE: the many kills and resumes stay quick), DSNAS (its alpha moves every step)
+TINY = {**BASE, "batch_size": 32, "epochs": 4, "algorithm": "dsnas", "arch_lr": 0.05}
 CONFIG = SearchConfig(**TINY)
 TALLY = {"injected": 0, "survived": 0, "lost": 0}  # printed by tests/conftest.py
 
@@ -38,10 +42,6 @@ def tally(survived: bool, lost: int = 0):
     TALLY["injected"] += 1
     TALLY["survived"] += bool(survived)
     TALLY["lost"] += lost
-
-
-def without_time(records):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
 def lost_epochs(before: int, after: list[dict], reference: list[dict]) -> int:
@@ -58,18 +58,6 @@ def finished_lines(d: Path) -> int:
 
 def files(d: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(n):
-    def callback(record):
-        if record["epoch"] == n:
-            raise Stop
-
-    return callback
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +237,7 @@ def test_a_checkpoint_cannot_run_code(tmp_path, reference):
     assert without_time(h.records) == without_time(full.records)
     tally(True)
     # loading a finished run's last weights into a Search
-    from nas_core.history import checkpoint_of
+    from nas_core.runs import checkpoint_of
 
     def load_search(h):
         s = Search(h.config)
@@ -349,7 +337,7 @@ def test_a_diverged_sweep_trial_is_failed_with_the_message(tmp_path):
 # ---- a sweep worker killed -----------------------------------------------------------------
 
 def test_killed_sweep_worker_fails_its_trial_only_and_a_rerun_completes(tmp_path, monkeypatch, reference):
-    monkeypatch.setattr(sweep, "_START_METHOD", "fork")  # workers start in milliseconds (torch is imported)
+    monkeypatch.setattr(parallel, "START_METHOD", "fork")  # workers start in milliseconds (torch is imported)
     grid = {"base": TINY, "grid": {"algorithm": ["dsnas", "darts"]}}
     out = tmp_path / "sw"
     trials, _ = sweep.plan("search", grid, "0", out)
@@ -361,7 +349,7 @@ def test_killed_sweep_worker_fails_its_trial_only_and_a_rerun_completes(tmp_path
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
             try:
-                pid = int((victim / sweep.WORKER_FILE).read_text())
+                pid = int((victim / sweep_backends.WORKER_FILE).read_text())
                 if finished_lines(victim / "run") >= 1:  # mid-trial
                     os.kill(pid, signal.SIGKILL)
                     killed["pid"] = pid
@@ -391,29 +379,29 @@ def test_killed_sweep_worker_fails_its_trial_only_and_a_rerun_completes(tmp_path
 
 def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path, reference, monkeypatch):
     full = reference[0]
-    real_write, real_append = hist._write_file, hist._append
+    real_write, real_append = runio._write_file, runio.append
 
-    for target in ("_write_file", "_append"):
+    for target in ("_write_file", "append"):
         d = tmp_path / target
         calls = {"n": 0}
 
-        def failing(*args, _real={"_write_file": real_write, "_append": real_append}[target]):
+        def failing(*args, _real={"_write_file": real_write, "append": real_append}[target]):
             calls["n"] += 1
             if calls["n"] == 4:  # config, then epochs 1-2 (checkpoints or lines), then the disk is full
                 raise OSError(errno.ENOSPC, "No space left on device")
             return _real(*args)
 
-        monkeypatch.setattr(hist, target, failing)
+        monkeypatch.setattr(runio, target, failing)
         with pytest.raises(RunError, match=r"No space left on device.*finished epochs before it are intact"):
             run(CONFIG, d, progress=False)
-        monkeypatch.setattr(hist, target, {"_write_file": real_write, "_append": real_append}[target])
+        monkeypatch.setattr(runio, target, {"_write_file": real_write, "append": real_append}[target])
         before = finished_lines(d)
         assert before >= 2
         assert not list(d.glob("*.tmp"))
         _check_resume(d, full, before)
 
     d = tmp_path / "readonly"
-    monkeypatch.setattr(hist, "_write_file", lambda *a: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(runio, "_write_file", lambda *a: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
     with pytest.raises(RunError, match="Permission denied"):
         run(CONFIG, d, progress=False)
     tally(True)

@@ -14,34 +14,24 @@ CHECKED = "# NBVAL_CHECK_OUTPUT"
 
 
 def _execute(tmp_path, monkeypatch, notebook, **parameters):
+    """Execute ``notebook`` (a name in book/, or a path) in book/, with the run cache in tmp_path."""
     monkeypatch.setenv("NAS_RUNS_DIR", str(tmp_path / "runs"))  # the kernel inherits it: no run lands in runs/
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    out = tmp_path / f"out-{notebook}"
-    papermill.execute_notebook(str(BOOK / notebook), str(out), parameters=parameters, cwd=str(BOOK),
+    source = BOOK / notebook
+    out = tmp_path / f"out-{source.name}"
+    papermill.execute_notebook(str(source), str(out), parameters=parameters, cwd=str(BOOK),
                                progress_bar=False, kernel_name="python3")
     return nbformat.read(out, as_version=4)
 
 
-def _text(cell) -> str:
-    parts = []
-    for o in cell.get("outputs", []):
-        parts.append(o.get("text", ""))
-        parts.append(o.get("data", {}).get("text/plain", ""))
-        parts.append(o.get("evalue", ""))
-    return "\n".join(parts)
+TINY_GROWING = dict(seeds=[3], epochs=4, cells=2, channels=4, batch_size=64)
 
 
 def test_injected_parameters_reach_the_runs(tmp_path, monkeypatch):
-    """A tiny growing search: the injected sizes are the runs' config, every
-    figure cell ran, and only the final check may fail (the pattern need not
-    appear in four epochs), with the check's own message."""
-    params = dict(seeds=[3], epochs=4, cells=2, channels=4, batch_size=64)
-    try:
-        nb = _execute(tmp_path, monkeypatch, "growing.ipynb", **params)
-        failed = None
-    except papermill.PapermillExecutionError as err:
-        failed = err
-        nb = nbformat.read(tmp_path / "out-growing.ipynb", as_version=4)
+    """A tiny growing search: the injected sizes are the runs' config and every
+    cell runs without an error, the final check too (on the cpu profile it
+    checks the chapter against the study's committed tables, not these runs)."""
+    nb = _execute(tmp_path, monkeypatch, "growing.ipynb", **TINY_GROWING)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "epochs = 4" in injected[0].source
     runs = sorted((tmp_path / "runs").iterdir())
@@ -51,12 +41,28 @@ def test_injected_parameters_reach_the_runs(tmp_path, monkeypatch):
         {"epochs": 4, "cells": 2, "channels": 4, "batch_size": 64, "seed": 3}
     assert sum(1 for _ in open(runs[0] / "history.jsonl")) == 4
     code = [c for c in nb.cells if c.cell_type == "code"]
-    if failed is not None:
-        assert failed.ename == "AssertionError" and "check" in code[-1].source, failed
-        assert code[-1].outputs and code[-1].outputs[-1].output_type == "error"
-        assert all(not any(o.output_type == "error" for o in c.outputs) for c in code[:-1])
+    assert not [c.source[:60] for c in code if any(o.output_type == "error" for o in c.outputs)]
+    assert "check = checks.study_check(" in code[-1].source and code[-1].outputs  # the check ran and reported
     figure = next(c for c in code if "plots.selection_figure(" in c.source)
     assert "plotly" in json.dumps(figure.outputs)  # the selection figure was drawn
+
+
+def test_the_check_cell_fails_when_the_study_disagrees(tmp_path, monkeypatch):
+    """The chapter's last cell is a real check: in a copy whose study table has
+    lost its rows, the check fails there, with its own message, and no cell before it does."""
+    nb = nbformat.read(BOOK / "growing.ipynb", as_version=4)
+    check = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert check.source.startswith("check = checks.study_check(")
+    check.source = "study_runs = study_runs.iloc[:0]  # the study ran nothing\n" + check.source
+    copy = tmp_path / "growing-no-study.ipynb"
+    nbformat.write(nb, copy)
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        _execute(tmp_path, monkeypatch, copy, **TINY_GROWING)
+    assert info.value.ename == "AssertionError" and "growing: the study finds" in info.value.evalue
+    out = nbformat.read(tmp_path / f"out-{copy.name}", as_version=4)
+    code = [c for c in out.cells if c.cell_type == "code"]
+    failing = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
+    assert failing == [len(code) - 1], failing
 
 
 @pytest.mark.parametrize("parameters, message", [

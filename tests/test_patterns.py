@@ -7,7 +7,7 @@ import pytest
 
 from nas_core import patterns
 from nas_core.config import SearchConfig
-from nas_core.history import History
+from nas_core.runs import History
 from nas_core.space import Topology, derive, selected_edges, width_depth
 
 TOP = Topology.named("minimal")  # edges 0-3 from the inputs, edge 4 deep

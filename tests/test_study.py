@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY as BASE
 
 from nas_core import record, run
 from nas_core.chapters import checks, study, study_figures
 from nas_core.presets import DEPARTURES, preset
 
-TINY = {"data": "synthetic", "cells": 2, "channels": 4, "epochs": 3}
+TINY = {**BASE, "epochs": 3}  # the patterns read the first third of the epochs: one whole epoch of three
 
 
 def test_rungs_are_data_and_their_configs_are_valid():
@@ -34,7 +35,7 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     assert study.finished(cache_dir=tmp_path)["tiny"][0].records == hs[0].records
     runs, curves = study.tables({"tiny": hs})
     assert list(runs.seed) == [0, 5] and list(runs.heldout_seed) == [False, True]
-    assert (runs.steps == 3 * 96 // 32).all() and (runs.epochs == 3).all()
+    assert (runs.steps == 3 * (96 // TINY["batch_size"])).all() and (runs.epochs == 3).all()  # 96 train images
     for stat in study.STATISTICS:
         assert runs[f"{stat}.holds"].dtype == bool
     assert len(curves) == 6 and {"p_none_e4", "conv_cost_train_deep", "decisively_selected"} <= set(curves)

@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
-from nas_core import sweep
+from nas_core.runs import sweep
 
 ASSETS = Path(__file__).parent / "assets"
 FAULTS = ASSETS / "fault_notebook.ipynb"
-TINY = {"data": "synthetic", "cells": 2, "channels": 4, "epochs": 2}
 MISSING_CIFAR = {"data": "cifar10", "data_dir": "/nonexistent/cifar"}
 
 

@@ -1,4 +1,4 @@
-"""The unified view's identities (STUDY.md section 3), checked in float64 on tiny supernets,
+"""The unified view's identities, checked in float64 on tiny supernets,
 and the unified-view chapter's own checks of them (nas_core.chapters.unified_view).
 
 Each test compares the instrumented core against an independent computation: finite
@@ -17,9 +17,11 @@ from nas_core.ops import NONE, OPS, op_index
 from nas_core.relax import Dsnas, _gumbel, masked, probabilities
 from nas_core.search import Search
 
-torch.set_num_threads(1)  # the machine is shared: oversubscribed BLAS threads make tiny nets 10-100x slower
+from conftest import TINY as BASE
 
-TINY = dict(data="synthetic", cells=3, channels=4, batch_size=16, epochs=2)
+# 3 cells: the third is the first whose two inputs are both cells' outputs (not the stem), so the
+# identities are checked through the whole cell-to-cell chain
+TINY = {**BASE, "cells": 3}
 SKIP = op_index("skip_connect")
 NO_DEEP_SKIP = Intervention(exclude={4: ["skip_connect"]})  # edge 4 is the minimal cell's only deep edge
 

@@ -14,7 +14,7 @@ from IPython.display import display
 
 from .. import plots, presets
 from ..config import ALGORITHMS
-from ..history import run
+from ..runs import run
 from ..space import CELLS
 
 

@@ -1,7 +1,7 @@
 """The mechanisms chapter: its runs, what it measures and its tables.
 
 Measurements take a :class:`~nas_core.search.Search` or finished runs
-(:class:`~nas_core.history.History`, read through :mod:`nas_core.record`) and
+(:class:`~nas_core.runs.History`, read through :mod:`nas_core.record`) and
 return tidy tables (one row per observation); the chapter's figures
 (:mod:`nas_core.chapters.mechanisms_figures`) take those tables. Costs are
 C = dL/dZ per (cell, edge, op): ``train`` holds the costs of the ops the search

@@ -21,8 +21,8 @@ import pandas as pd
 
 from .. import patterns, record
 from ..config import SearchConfig
-from ..history import History, run_all
 from ..presets import DEPARTURES, preset
+from ..runs import History, RunError, load, run_all, run_dir_for
 
 CHOICE_SEEDS = tuple(range(5))
 HELDOUT_SEEDS = tuple(range(5, 10))
@@ -189,8 +189,6 @@ def run_study(workers: int = 2, cache_dir=None, names=None) -> dict[str, list[Hi
 def finished(cache_dir=None, names=None) -> dict[str, list[History]]:
     """The rungs' runs that have finished in the run cache, computing nothing
     (to write the tables while a study is still running)."""
-    from ..history import RunError, load, run_dir_for
-
     out = {}
     for r in ([rung(n) for n in names] if names else rungs()):
         hs = []

@@ -1,6 +1,6 @@
 """Tidy tables drawn from run histories: one row per observation.
 
-Every function takes ``runs``: a :class:`~nas_core.history.History`, a list of
+Every function takes ``runs``: a :class:`~nas_core.runs.History`, a list of
 them (one per seed, labelled by their algorithm), or a dict {group label:
 History or list} to compare settings (e.g. bi-level vs single-level) in one
 table or figure. Records are read through :mod:`nas_core.record`.

@@ -13,17 +13,23 @@ unless asked.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from . import faults
-from .config import SearchConfig
+from .. import faults
+from ..config import SearchConfig
+from ..search import Search
+from . import io as files
+from . import parallel
 
 
 class RunError(RuntimeError):
@@ -82,8 +88,8 @@ _RESTART = "pass --restart (restart=True) to discard this directory's checkpoint
 def _read_config(path: Path) -> SearchConfig:
     file = path / "config.json"
     try:
-        return SearchConfig.from_dict(faults.loads(file.read_text(), file))
-    except faults.NonStrictJSON as err:
+        return SearchConfig.from_dict(files.loads(file.read_text(), file))
+    except files.NonStrictJSON as err:
         raise RunError(f"{err}; move the directory aside, or pass --overwrite to replace its run") from None
     except (TypeError, ValueError) as err:
         raise RunError(f"{file} is unreadable ({err}); move the directory aside, or pass --overwrite to replace "
@@ -103,8 +109,8 @@ def _read_records(path: Path) -> list[dict]:
         if n == len(lines):
             break  # b"", or a torn line
         try:
-            records.append(faults.parse_line(raw.decode()))
-        except faults.NonStrictJSON as err:
+            records.append(files.parse_line(raw.decode()))
+        except files.NonStrictJSON as err:
             raise RunError(f"{file}: line {n} holds {str(err).split(' holds ', 1)[-1]}; the {n - 1} epochs before "
                            f"it are intact. Truncate the file to its first {n - 1} lines to resume from there, or "
                            f"{_RESTART}.") from None
@@ -128,71 +134,14 @@ def load(path: str | Path) -> History:
     return History(_read_config(path), _read_records(path), path)
 
 
-# ---- writing: every file whole or not at all ------------------------------------------
-
-def _write_file(file: Path, data: bytes):
-    """Write and fsync (tests replace this to simulate a full disk)."""
-    with open(file, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _append(fh, text: str):
-    """Append to an open file and fsync (tests replace this to simulate a full disk)."""
-    fh.write(text)
-    fh.flush()
-    os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(file: Path, data: bytes | Callable[[Path], None], previous: Path | None = None,
-                  fault: tuple[str, int] | None = None):
-    """Replace ``file`` by ``data`` (bytes, or a function writing a path) so that
-    a reader sees the old file or the new one, never a part; with ``previous``,
-    the old file is kept there. ``fault``: the (point, epoch) of the test hooks."""
-    tmp = file.with_suffix(file.suffix + ".tmp")
-    try:
-        if callable(data):
-            data(tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        elif fault and faults.injected(f"{fault[0]}-torn", fault[1]):
-            _write_file(tmp, data[: len(data) // 2])
-            faults.die()
-        else:
-            _write_file(tmp, data)
-        if previous is not None and file.exists():
-            os.replace(file, previous)
-            if fault and faults.injected(f"{fault[0]}-rotated", fault[1]):
-                faults.die()
-        os.replace(tmp, file)
-        _fsync_dir(file.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, state: dict, epoch: int | None = None):
     """``checkpoint.pt`` (with a digest of its content), the one before kept as ``checkpoint.prev.pt``.
 
     Returns None."""
     buf = io.BytesIO()
-    torch.save({**state, "digest": faults.state_digest(state)}, buf)
-    _write_atomic(path / CHECKPOINT, buf.getvalue(), previous=path / PREVIOUS,
-                  fault=("checkpoint", epoch) if epoch is not None else None)
+    torch.save({**state, "digest": files.state_digest(state)}, buf)
+    files.write_atomic(path / CHECKPOINT, buf.getvalue(), previous=path / PREVIOUS,
+                       fault=("checkpoint", epoch) if epoch is not None else None)
 
 
 def load_checkpoint(file: str | Path, map_location=None) -> dict:
@@ -209,7 +158,7 @@ def load_checkpoint(file: str | Path, map_location=None) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
         raise RunError(f"{file.name} is not a checkpoint of a search")
     digest = state.pop("digest", None)  # None: written by an older version
-    if digest is not None and digest != faults.state_digest(state):
+    if digest is not None and digest != files.state_digest(state):
         raise RunError(f"{file.name} is corrupt (its digest does not match its content)")
     return state
 
@@ -266,7 +215,7 @@ def checkpoint_of(history: History, search) -> dict:
 
 def _history_line(record: dict) -> str:
     try:
-        return faults.line_with_digest(record) + "\n"
+        return files.line_with_digest(record) + "\n"
     except ValueError:
         where = faults.nonfinite_path(record)
         if where is None:
@@ -293,8 +242,6 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
     A search that diverges raises :class:`~nas_core.faults.DivergenceError`;
     its finished epochs stay, resumable, and the run is not finished.
     """
-    from .search import Search
-
     path = Path(out) if out is not None else run_dir_for(config, cache_dir)
     records: list[dict] = []
     if (path / "config.json").exists():
@@ -323,16 +270,14 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
         records, stale = records[: state["epoch"]], records[state["epoch"]:]
     try:
         path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path / "config.json", faults.dumps(config.to_dict(), indent=1).encode(), fault=("config", 0))
+        files.write_atomic(path / "config.json", files.dumps(config.to_dict(), indent=1).encode(), fault=("config", 0))
         if (path / "history.jsonl").exists():  # without a torn last line or epochs to recompute
-            _write_atomic(path / "history.jsonl", "".join(_history_line(r) for r in records).encode())
+            files.write_atomic(path / "history.jsonl", "".join(_history_line(r) for r in records).encode())
     except OSError as err:
         raise RunError(f"{path}: cannot write the run directory ({err}); nothing in it was changed") from err
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=config.epochs, initial=len(records), desc=f"{config.algorithm} {path.name}", leave=False)
     try:
         fh = open(path / "history.jsonl", "a")
@@ -359,7 +304,7 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
                         fh.write(line[: len(line) // 2])
                         fh.flush()
                         faults.die()
-                    _append(fh, line)
+                    files.append(fh, line)
                     if faults.injected("history", e):
                         faults.die()
                     save_checkpoint(path, search.state_dict(), e)
@@ -381,18 +326,6 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
     return History(config, records, path)
 
 
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def init_worker():
-    """Initializer of a worker process that runs searches: one torch and BLAS
-    thread, so that N workers share N cores without oversubscribing them.
-
-    Returns None."""
-    os.environ.update({k: "1" for k in THREAD_ENV})
-    torch.set_num_threads(1)
-
-
 def _run_quietly(config: SearchConfig, cache_dir) -> None:
     run(config, cache_dir=cache_dir, progress=False)
 
@@ -405,25 +338,19 @@ def _finished(config: SearchConfig, cache_dir) -> bool:
         return False  # missing or unreadable: run() decides, and says what is wrong
 
 
+def _raise_failure(config: SearchConfig, future: Future):
+    future.result()  # a run that failed in its worker raises here, with its own error
+
+
 def run_all(configs, *, workers: int | None = None, cache_dir: str | Path | None = None) -> list[History]:
     """Run (or load from the run cache) several configs and return their
     histories in order. Unfinished runs go up to ``workers`` at once (default:
-    one per CPU), each in its own process with one torch thread: the small
-    supernets of the CPU presets gain little from intra-op threads, so runs side
-    by side finish sooner than one after the other. A run that fails raises here."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
-
+    one per CPU), each in its own process with one torch thread
+    (:mod:`nas_core.runs.parallel`): runs side by side finish sooner than one
+    after the other. A run that fails raises here."""
     configs = list(configs)
     todo = list({run_dir_for(c, cache_dir): c for c in configs if not _finished(c, cache_dir)}.values())
-    workers = min(workers or os.cpu_count() or 1, len(todo))
-    if workers > 1:
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        with ProcessPoolExecutor(workers, context, initializer=init_worker) as pool:
-            list(pool.map(_run_quietly, todo, [cache_dir] * len(todo)))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # runs left to this process (workers == 1) get one thread too, as in a worker
-    try:
+    if parallel.workers_for(workers, len(todo)) > 1:
+        parallel.in_pool(functools.partial(_run_quietly, cache_dir=cache_dir), todo, workers, _raise_failure)
+    with parallel.single_thread():  # runs left to this process get one thread too, as in a worker
         return [run(c, cache_dir=cache_dir, progress=False) for c in configs]
-    finally:
-        torch.set_num_threads(threads)

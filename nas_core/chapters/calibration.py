@@ -22,9 +22,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import faults, patterns
-from .history import default_cache_dir, load
-from .sweep import METRICS_FILE, load_table, run_sweep
+import numpy as np
+import pandas as pd
+
+from .. import patterns
+from ..ops import OPS, PARAMETRIC
+from ..runs import default_cache_dir, load
+from ..runs.io import read_json, write_atomic
+from ..runs.sweep import load_table, run_sweep
+from ..runs.sweep_backends import METRICS_FILE
 
 # spec file (in the specs directory) -> (study label, seeds). The presets were
 # chosen on seeds 0-4; seeds 5 and 6 check them on seeds never looked at.
@@ -61,7 +67,7 @@ def _finished_runs(sweep_out: Path) -> list:
     """The histories of a sweep's ok trials, in trial order."""
     runs = []
     for f in sorted(Path(sweep_out).glob(f"trials/*/{METRICS_FILE}")):
-        m = faults.loads(f.read_text(), f)
+        m = read_json(f)
         if m.get("status") == "ok" and m.get("run_dir"):
             runs.append(load(m["run_dir"]))
     return runs
@@ -69,8 +75,6 @@ def _finished_runs(sweep_out: Path) -> list:
 
 def collect(outs: dict[str, Path], cell_type: str = "normal"):
     """One row per run of every study (see the module docstring)."""
-    import pandas as pd
-
     frames, by_study = [], {}
     for name, out in outs.items():
         study = STUDIES[name][0]
@@ -106,11 +110,6 @@ def curves(outs: dict[str, Path], cell_type: str = "normal"):
     convolution (parametric op) on an edge of one cell, per split recorded
     (NaN where a split was not recorded). Small enough to commit, so the book
     draws the study's curves without its runs."""
-    import numpy as np
-    import pandas as pd
-
-    from .ops import OPS, PARAMETRIC
-
     conv = [OPS.index(o) for o in PARAMETRIC]
     rows = []
     for name, out in outs.items():
@@ -129,9 +128,7 @@ def curves(outs: dict[str, Path], cell_type: str = "normal"):
 
 
 def _write_csv(table, path: Path):
-    tmp = Path(str(path) + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
 
 
 def main(args) -> int:
