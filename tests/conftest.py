@@ -11,6 +11,11 @@ import tempfile
 import pytest
 import torch
 
+# The notebooks under assets/ are inputs of tests/test_sweep.py, not tests: keep
+# nbval (make unit-nbval collects .ipynb files under tests/) away from them. (One
+# conftest only: test modules import this one by name.)
+collect_ignore_glob = ["assets/*.ipynb"]
+
 # The machine is shared: oversubscribed BLAS threads make tiny nets 10-100x
 # slower. Forked children (tests/test_faults.py) inherit the setting.
 torch.set_num_threads(1)

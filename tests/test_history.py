@@ -2,13 +2,14 @@
 interruption, are never recomputed once finished, are never silently overwritten, and say
 what is wrong when a file is corrupt (kill -9 and corrupted files: tests/test_faults.py)."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY, Stop, stop_after, without_time
 
 from nas_core import Intervention, RunError, SearchConfig, load, run
-from nas_core.runs import run_dir_for
+from nas_core.runs import default_cache_dir, run_dir_for
 from nas_core.search import Search
 
 IV = Intervention(delete_edges=[0, 2], fix={1: "sep_conv_3x3"}, exclude={4: ["skip_connect", "max_pool_3x3"],
@@ -165,3 +166,12 @@ def test_corrupt_history_and_missing_run_give_clear_errors(tmp_path):
     (tmp_path / "r" / "config.json").write_text("{not json")
     with pytest.raises(RunError, match="config.json"):
         load(tmp_path / "r")
+
+
+def test_the_default_cache_is_the_repositorys_runs_directory(monkeypatch):
+    """In a checkout, runs go to ``runs/`` at its root, which the book build and the
+    notebook tests share (a package move once sent them to ~/.cache instead)."""
+    monkeypatch.delenv("NAS_RUNS_DIR", raising=False)
+    assert default_cache_dir() == Path(__file__).resolve().parents[1] / "runs"
+    monkeypatch.setenv("NAS_RUNS_DIR", "/tmp/elsewhere")
+    assert default_cache_dir() == Path("/tmp/elsewhere")

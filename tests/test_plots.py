@@ -9,7 +9,7 @@ import pytest
 import nas_core
 from nas_core import SearchConfig, plots, record
 from nas_core.chapters.explorer import Explorer
-from nas_core.ops import OPS
+from nas_core.ops import OPS, SHORT
 from nas_core.plots import style
 
 FIGURE = {"data": [{"type": "scatter", "y": [1, 2]}], "layout": {}}
@@ -45,7 +45,7 @@ def test_labels_and_groups(h, two_groups):
     top = h.config.topology
     assert style.edge_label(top, 4) == "e4: n0→n1" and style.edge_label(top, 4, kind=True) == "e4: n0→n1 (deep)"
     assert style.edge_label(top, 0, kind=True) == "e0: x0→n0 (input)"
-    assert set(style.OP_LABEL) == set(style.OP_SHORT) == set(style.OP_COLOR) == set(OPS)
+    assert set(style.OP_LABEL) == set(SHORT) == set(style.OP_COLOR) == set(OPS)
     assert plots.frames.groups(h) == {"DSNAS": [h]} == plots.frames.groups([h])
     assert plots.frames.groups({"a": h, "b": [h, h]}) == {"a": [h], "b": [h, h]}
 

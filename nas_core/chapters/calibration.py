@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import patterns
-from ..ops import OPS, PARAMETRIC
+from .. import patterns, record
 from ..runs import default_cache_dir, load
 from ..runs.io import read_json, write_atomic
 from ..runs.sweep import load_table, run_sweep
@@ -110,7 +109,6 @@ def curves(outs: dict[str, Path], cell_type: str = "normal"):
     convolution (parametric op) on an edge of one cell, per split recorded
     (NaN where a split was not recorded). Small enough to commit, so the book
     draws the study's curves without its runs."""
-    conv = [OPS.index(o) for o in PARAMETRIC]
     rows = []
     for name, out in outs.items():
         for h in _finished_runs(out):
@@ -120,8 +118,8 @@ def curves(outs: dict[str, Path], cell_type: str = "normal"):
                        "selected_fraction": r["n_selected"][cell_type] / n_edges,
                        "p_none": float(np.mean(r["p_none"][cell_type]))}
                 for split in ("train", "heldout"):
-                    mean = r["cost"].get(split, {}).get("mean")
-                    m = np.array(mean, dtype=float)[..., conv] if mean is not None else np.array([np.nan])
+                    mean = record.costs(r, split, h.config, cell_type)
+                    m = np.array([np.nan]) if mean is None else mean[..., record.PARAMETRIC_INDEX]
                     row[f"conv_cost_{split}"] = float(np.nanmean(m)) if np.isfinite(m).any() else np.nan
                 rows.append(row)
     return pd.DataFrame(rows).drop_duplicates(subset=["run", "epoch"])

@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..ops import OPS
-from ..plots.style import (CELL_COLORS, EDGE_COLORS, LAST_CELL_COLOR, LAYOUT, OP_SHORT, SPLIT_LABEL, figure_title,
+from ..ops import OPS, SHORT
+from ..plots.style import (CELL_COLORS, EDGE_COLORS, LAST_CELL_COLOR, LAYOUT, SPLIT_LABEL, figure_title,
                            zero_line)
 
 
@@ -49,7 +49,7 @@ def heatmap_grid(panels: dict, topology, main: str = "Cost per op and edge", not
     fig = make_subplots(rows=len(rows), cols=len(cols), shared_xaxes=True, shared_yaxes=True,
                         column_titles=cols, horizontal_spacing=0.025, vertical_spacing=0.08)
     xs = [f"e{e}" + ("*" if e in topology.deep_edges else "") for e in range(topology.n_edges)]
-    ys = [OP_SHORT[o] for o in OPS]
+    ys = [SHORT[o] for o in OPS]
     for ri, r in enumerate(rows, 1):
         vals = np.concatenate([np.ravel(m) for (rr, _), m in panels.items() if rr == r])
         zmax = float(np.nanquantile(np.abs(vals), 0.98)) or 1.0

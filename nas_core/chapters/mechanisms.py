@@ -20,9 +20,9 @@ from .. import data as datasets
 from .. import record
 from ..config import Intervention
 from ..cost import OutputCostStats, output_cost
-from ..ops import NONE, OPS, PARAMETRIC
+from ..ops import NONE, OPS, PARAMETRIC, SHORT
 from ..plots.frames import groups
-from ..plots.style import OP_SHORT, edge_label
+from ..plots.style import edge_label
 from ..presets import PRESETS, preset
 from ..relax import UniformSample
 from ..search import Search
@@ -120,7 +120,7 @@ def run_summary(runs) -> pd.DataFrame:
         for h in hs:
             c, iv = h.config, h.config.intervention
             change = "; ".join([" ".join(f"e{e}" for e in iv.delete_edges) + " deleted"] * bool(iv.delete_edges)
-                               + [f"e{e} = {OP_SHORT[op]}" for e, op in iv.fix]) or "–"
+                               + [f"e{e} = {SHORT[op]}" for e, op in iv.fix]) or "–"
             rows.append({"run": group, "seed": c.seed, "logit scale": c.logit_scale, "intervention": change,
                          "probes": c.probe_batches, "epochs": len(h.records), "train acc": h.last["train_acc"],
                          "held-out acc": h.last["heldout_acc"], "seconds": sum(r["seconds"] for r in h.records)})

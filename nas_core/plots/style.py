@@ -67,9 +67,6 @@ OP_LABEL = {
     "none": "none", "max_pool_3x3": "max 3×3", "avg_pool_3x3": "avg 3×3", "skip_connect": "skip",
     "sep_conv_3x3": "sep 3×3", "sep_conv_5x5": "sep 5×5", "dil_conv_3x3": "dil 3×3", "dil_conv_5x5": "dil 5×5",
 }
-#: Shorter op names, for heatmap axes and tables where every character counts.
-OP_SHORT = {"none": "none", "max_pool_3x3": "max", "avg_pool_3x3": "avg", "skip_connect": "skip",
-            "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5"}
 #: One colour per op (``none`` grey), shared by every figure.
 OP_COLOR = {
     "none": "#b0b0b0", "max_pool_3x3": "#8c564b", "avg_pool_3x3": "#e377c2", "skip_connect": "#17becf",

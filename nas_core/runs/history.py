@@ -41,7 +41,7 @@ def default_cache_dir() -> Path:
     and the notebook tests share finished runs), else ``~/.cache/wiring-nas/runs``."""
     if os.environ.get("NAS_RUNS_DIR"):
         return Path(os.environ["NAS_RUNS_DIR"])
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file():
         return root / "runs"
     return Path.home() / ".cache" / "wiring-nas" / "runs"
