@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import cat_channels, global_mean
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
 from .space import Topology
 
@@ -96,10 +97,13 @@ def _batch_norm(x, bns, weight, training):
 
 
 def _pointwise(parts, convs):
-    """The 1x1 convs ``convs`` applied to ``parts`` (one input each): one grouped conv."""
+    """The 1x1 convs ``convs`` applied to ``parts`` (one input each): one grouped conv.
+    Each part is made channels-last (a polyphase output at 2x2 is not), else the cat
+    and every BN behind it would run in NCHW order (see nas_core.fused)."""
+    parts = [p.contiguous(memory_format=torch.channels_last) for p in parts]
     if len(parts) == 1:
         return F.conv2d(parts[0], convs[0].weight)
-    return F.conv2d(torch.cat(parts, dim=1), torch.cat([c.weight for c in convs]), groups=len(parts))
+    return F.conv2d(cat_channels(parts), torch.cat([c.weight for c in convs]), groups=len(parts))
 
 
 class _DepthwiseConv(torch.autograd.Function):
@@ -242,7 +246,7 @@ class MixedEdge(nn.Module):
                 a, b = F.conv2d(xr, op.conv1.weight, None, 2), F.conv2d(shifted, op.conv2.weight, None, 2)
                 if b.shape[-2:] != a.shape[-2:]:
                     b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-                blocks.append(torch.cat([a, b], dim=1))
+                blocks.append(cat_channels([a, b]))
                 bns.append(op.bn)
                 wix.append(k)
             elif k == DIL3 or k == DIL5:
@@ -259,7 +263,7 @@ class MixedEdge(nn.Module):
             bns += [u[3] for _, u in convs]
             wix += [k for k, _ in dil] + [ONE] * len(sep)
         if blocks:
-            y = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+            y = cat_channels(blocks)
             weight = None if all(k == ONE for k in wix) else \
                 zf.index_select(0, self._index(zf, base, tuple(wix), c))
             y = _batch_norm(y, bns, weight, training)
@@ -325,7 +329,8 @@ class Cell(nn.Module):
                 if base is not None:
                     node = node.contiguous(memory_format=torch.channels_last)
             states.append(node)
-        return torch.cat([states[j] for j in self.topology.output_nodes], dim=1)
+        out = [states[j] for j in self.topology.output_nodes]
+        return torch.cat(out, dim=1) if base is None else cat_channels(out)
 
 
 class Network(nn.Module):
@@ -375,9 +380,11 @@ class Network(nn.Module):
             # per type, Z as one flat vector with a constant 1 after each (cell, edge) row
             zf = {t: F.pad(z[t], (0, 1), value=1.0).reshape(-1) for t in self.types}
             per_cell = self.topology.n_edges * (len(OPS) + 1)
-        s0 = s1 = self.stem(x)
-        if fast and s0.dim() == 4:  # (with one input channel the stem's output is not channels-last yet)
-            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
+        if fast and x.dim() == 4 and not (self.stem._forward_hooks or self.stem._forward_pre_hooks):
+            # with one input channel the conv's output is not channels-last: made so before its BN
+            s0 = s1 = self.stem[1](self.stem[0](x).contiguous(memory_format=torch.channels_last))
+        else:
+            s0 = s1 = self.stem(x)
         seen = {t: 0 for t in self.types}
         for cell, t in zip(self.cells, self.cell_types):
             if fast:
@@ -385,7 +392,7 @@ class Network(nn.Module):
             else:
                 s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t])
             seen[t] += 1
-        return s1.mean(dim=(2, 3))
+        return global_mean(s1) if fast else s1.mean(dim=(2, 3))
 
     def forward(self, x, z, active):
         return self.classifier(self.features(x, z, active))
