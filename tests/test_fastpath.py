@@ -134,3 +134,67 @@ def test_fast_path_accumulates_running_statistics_like_bn_with_momentum_none():
             nets[fast] = [m.running_mean.clone() for m in bns]
     for a, b in zip(nets[False], nets[True]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _double_search(cfg):
+    s = Search(cfg, splits=datasets.load(cfg))
+    s.net.double()
+    for a in s.alpha.values():
+        a.data = a.data.double()
+    return s
+
+
+@pytest.mark.parametrize("algorithm,level,order", [("darts", "bi", 1), ("dsnas", "single", 1)], ids=str)
+def test_fused_optimisers_equal_foreach(algorithm, level, order):
+    """Search's fused SGD and Adam take the foreach update's steps (float64, 1e-10)."""
+    torch.set_num_threads(1)
+    cfg = _config(algorithm, level, order, "minimal", "standard")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        s = _double_search(cfg)
+        assert s.w_opt.defaults["fused"] and s.a_opt.defaults["fused"]
+        s2 = copy.deepcopy(s)
+        s2.params = list(s2.net.parameters())
+        s2.w_opt = torch.optim.SGD(s2.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   foreach=True)
+        s2.a_opt = torch.optim.Adam(s2.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
+                                    weight_decay=cfg.arch_weight_decay, foreach=True)
+        sp, b = s.splits, cfg.batch_size
+        batches = [(sp.train_x[i * b:(i + 1) * b].double(), sp.train_y[i * b:(i + 1) * b],
+                    sp.heldout_x[i * b:(i + 1) * b].double(), sp.heldout_y[i * b:(i + 1) * b]) for i in range(3)]
+        fused, alpha_f, state_f = _run(s, batches, True)
+        each, alpha_e, state_e = _run(s2, batches, True)
+    finally:
+        torch.set_default_dtype(old)
+    for (lf, *_), (le, *_) in zip(fused, each):
+        _close(lf, le, "loss")
+    for t in alpha_f:
+        _close(alpha_f[t], alpha_e[t], f"alpha {t}")
+    for k in state_f:
+        _close(state_f[k].double(), state_e[k].double(), f"state {k}", floor=1e-3)
+
+
+def test_cost_backward_equals_backward():
+    """The held-out pass's backward to Z alone gives the costs of the full backward."""
+    torch.set_num_threads(1)
+    cfg = _config("darts", "bi", 1, "minimal", "standard")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        s = _double_search(cfg)
+        x, y = s.splits.train_x[:8].double(), s.splits.train_y[:8]
+        samples = s.draw(torch.Generator().manual_seed(0))
+        costs = []
+        for backward in (s.backward, s.cost_backward):
+            with torch.no_grad():
+                state = copy.deepcopy(s.net.state_dict())
+            s.zero_grad()
+            logits, z = s.forward(x, samples)
+            backward(torch.nn.functional.cross_entropy(logits, y), z)
+            costs.append({t: z[t].grad.clone() for t in z})
+            s.net.load_state_dict(state)
+    finally:
+        torch.set_default_dtype(old)
+    for t in costs[0]:
+        _close(costs[0][t], costs[1][t], f"cost {t}")
