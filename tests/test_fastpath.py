@@ -198,3 +198,21 @@ def test_cost_backward_equals_backward():
         torch.set_default_dtype(old)
     for t in costs[0]:
         _close(costs[0][t], costs[1][t], f"cost {t}")
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_kernel_cropped_to_small_inputs_is_exact(size, k):
+    """A kernel larger than its input drops the taps that read only padding: the same
+    output and gradients (float64), the dropped taps' gradient exactly 0."""
+    g = torch.Generator().manual_seed(size * 10 + k)
+    x = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 1, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64)
+    pad = ((k - 1) // 2,) * 2
+    ref = torch.nn.functional.conv2d(x, w, None, 1, pad, 1, 6)
+    out = supernet._conv_same(x, w, pad, 6)
+    _close(ref.detach(), out.detach(), "output")
+    for a, b_, what in zip(torch.autograd.grad(ref, (x, w), dy), torch.autograd.grad(out, (x, w), dy), ("x", "w")):
+        _close(a, b_, f"grad {what}")
