@@ -12,7 +12,7 @@ import torch
 from nas_core import data as datasets
 from nas_core.config import SearchConfig
 from nas_core.search import Search
-from nas_core import supernet
+from nas_core import depthwise
 from nas_core.supernet import fast_path
 
 RTOL = 1e-10
@@ -66,7 +66,7 @@ def _run(search, batches, fast):
 def test_fast_equals_plain(algorithm, level, order, cell, network, monkeypatch):
     torch.set_num_threads(1)
     # the split depthwise backward on every size (by default only on large inputs)
-    monkeypatch.setattr(supernet, "DEPTHWISE_SPLIT_BACKWARD_MIN", 0 if cell == "full" else 10**12)
+    monkeypatch.setattr(depthwise, "DEPTHWISE_SPLIT_BACKWARD_MIN", 0 if cell == "full" else 10**12)
     cfg = _config(algorithm, level, order, cell, network)
     splits = datasets.load(cfg)
     old = torch.get_default_dtype()
@@ -212,7 +212,7 @@ def test_depthwise_kernel_cropped_to_small_inputs_is_exact(size, k):
     dy = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64)
     pad = ((k - 1) // 2,) * 2
     ref = torch.nn.functional.conv2d(x, w, None, 1, pad, 1, 6)
-    out = supernet._conv_same(x, w, pad, 6)
+    out = depthwise._conv_same(x, w, pad, 6)
     _close(ref.detach(), out.detach(), "output")
     for a, b_, what in zip(torch.autograd.grad(ref, (x, w), dy), torch.autograd.grad(out, (x, w), dy), ("x", "w")):
         _close(a, b_, f"grad {what}")
