@@ -11,13 +11,15 @@ Two implementations of the same maths. The *plain* path is the textbook one:
 each op is its module and ``sum_k Z_k * op_k(x)``. The *fast* path (the default)
 runs in channels-last memory; an edge computes relu(x) once for every op that
 starts with it; the depthwise stages of its ops each run as their own conv
-(dilated ones as dense convs on the polyphase components of their input, stride-1
-ones with an input gradient computed as a forward conv), their pointwise 1x1
+(nas_core.depthwise: dilated ones as dense convs on the polyphase components of
+their input, kernels larger than their input cropped), their pointwise 1x1
 convs as one grouped conv, and every BatchNorm of one stage as one BN over the
 concatenated channels (BN with batch statistics and ``affine=False`` is per
 channel, so this is exact, running statistics included); Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is
 ``BN(y)`` with weight Z_k), read from one padded flat copy of Z per cell type by
-``index_select``, so dL/dZ arrives through the same autograd graph. Parameters
+``index_select``, so dL/dZ arrives through the same autograd graph. Every
+gradient stays channels-last (nas_core.fused: the CPU's BN and cat backward are
+several times slower on an NCHW gradient of a channels-last input). Parameters
 and state_dict keys are the same in both paths. An edge one of whose ops has a
 forward hook runs the plain way (a hook sees each op's call, which the fused sum
 does not make). ``fast_path(False)`` (a context
@@ -35,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .depthwise import depthwise as _depthwise
+from .fused import cat_channels, global_mean
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
 from .space import Topology
 
@@ -96,91 +100,13 @@ def _batch_norm(x, bns, weight, training):
 
 
 def _pointwise(parts, convs):
-    """The 1x1 convs ``convs`` applied to ``parts`` (one input each): one grouped conv."""
+    """The 1x1 convs ``convs`` applied to ``parts`` (one input each): one grouped conv.
+    Each part is made channels-last (a polyphase output at 2x2 is not), else the cat
+    and every BN behind it would run in NCHW order (see nas_core.fused)."""
+    parts = [p.contiguous(memory_format=torch.channels_last) for p in parts]
     if len(parts) == 1:
         return F.conv2d(parts[0], convs[0].weight)
-    return F.conv2d(torch.cat(parts, dim=1), torch.cat([c.weight for c in convs]), groups=len(parts))
-
-
-class _DepthwiseConv(torch.autograd.Function):
-    """A stride-1 depthwise conv whose backward computes the input gradient as a
-    forward conv with the flipped kernel (the CPU's fused backward of a depthwise
-    conv is several times slower than its forward) and the weight gradient alone."""
-
-    @staticmethod
-    def forward(ctx, x, w, padding, groups):
-        ctx.save_for_backward(x, w)
-        ctx.padding, ctx.groups = padding, groups
-        return F.conv2d(x, w, None, 1, padding, 1, groups)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = F.conv2d(g, w.flip(-2, -1), None, 1, ctx.padding, 1, ctx.groups)
-        if ctx.needs_input_grad[1]:
-            gw = _depthwise_weight_grad(g, x, w, ctx.padding, ctx.groups)
-        return gx, gw, None, None
-
-
-def _weight_grad(g, x, w, padding, groups):
-    return torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], list(padding), [1, 1], False, [0, 0], groups,
-                                               [False, True, False])[1]
-
-
-def _depthwise_weight_grad(g, x, w, padding, groups):
-    """dL/dw of a stride-1 depthwise conv. A 5x5 kernel's is taken as four 3x3 ones:
-    the kernel padded to 6x6 with zeros is four 3x3 blocks, each a valid 3x3 conv
-    of the input shifted by its offset (the CPU's 3x3 kernel is several times
-    faster than its 5x5 one)."""
-    if w.shape[-2:] != (5, 5) or tuple(padding) != (2, 2):
-        return _weight_grad(g, x, w, padding, groups)
-    h, wd = x.shape[-2:]
-    xp = F.pad(x, (2, 3, 2, 3))
-    gw = w.new_zeros(w.shape[0], w.shape[1], 6, 6)
-    w3 = w[:, :, :3, :3]  # (its shape only)
-    for qa in (0, 3):
-        for qb in (0, 3):
-            xs = xp[:, :, qa:qa + h + 2, qb:qb + wd + 2].contiguous(memory_format=torch.channels_last)
-            gw[:, :, qa:qa + 3, qb:qb + 3] = _weight_grad(g, xs, w3, (0, 0), groups)
-    return gw[:, :, :5, :5]
-
-
-# inputs with fewer elements use the fused backward (its fixed cost is lower, e.g. at the DSNAS presets)
-DEPTHWISE_SPLIT_BACKWARD_MIN = 65536
-
-
-def _conv_same(x, w, padding, groups):
-    """Stride-1, dilation-1 depthwise conv with 'same' padding."""
-    if (padding == ((w.shape[-2] - 1) // 2, (w.shape[-1] - 1) // 2) and torch.is_grad_enabled()
-            and x.numel() >= DEPTHWISE_SPLIT_BACKWARD_MIN):
-        return _DepthwiseConv.apply(x, w, padding, groups)
-    return F.conv2d(x, w, None, 1, padding, 1, groups)
-
-
-def _depthwise(x, conv):
-    """A depthwise conv. Dilation 2 with 'same' padding runs as a dense conv on the
-    polyphase components of x (the even/odd rows and columns): exactly the same
-    sums, without the CPU's slow dilated kernels (their weight gradient took up to
-    70x a dense one's)."""
-    w = conv.weight
-    if conv.dilation == (2, 2) and conv.padding == (w.shape[-2] - 1, w.shape[-1] - 1):
-        pad = (conv.padding[0] // 2, conv.padding[1] // 2)
-        n, c, h, wd = x.shape
-        if conv.stride == (2, 2):  # only the even rows and columns are read
-            x0 = x[:, :, ::2, ::2].contiguous(memory_format=torch.channels_last)
-            return _conv_same(x0, w, pad, conv.groups)
-        if conv.stride == (1, 1) and h % 2 == 0 and wd % 2 == 0:
-            # (n, c, h/2, r, w/2, s) -> (r, s, n, h/2, w/2, c): a batch of 4n phases, channels last
-            ph = x.reshape(n, c, h // 2, 2, wd // 2, 2).permute(3, 5, 0, 2, 4, 1)
-            ph = ph.reshape(4 * n, h // 2, wd // 2, c).permute(0, 3, 1, 2)
-            y = _conv_same(ph, w, pad, conv.groups)  # (4n, c, h/2, w/2)
-            y = y.permute(0, 2, 3, 1).reshape(2, 2, n, h // 2, wd // 2, c).permute(2, 3, 0, 4, 1, 5)
-            return y.reshape(n, h, wd, c).permute(0, 3, 1, 2)
-    if conv.stride == (1, 1) and conv.dilation == (1, 1):
-        return _conv_same(x, w, conv.padding, conv.groups)
-    return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return F.conv2d(cat_channels(parts), torch.cat([c.weight for c in convs]), groups=len(parts))
 
 
 def _sum_blocks(y, c, m):
@@ -242,7 +168,7 @@ class MixedEdge(nn.Module):
                 a, b = F.conv2d(xr, op.conv1.weight, None, 2), F.conv2d(shifted, op.conv2.weight, None, 2)
                 if b.shape[-2:] != a.shape[-2:]:
                     b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-                blocks.append(torch.cat([a, b], dim=1))
+                blocks.append(cat_channels([a, b]))
                 bns.append(op.bn)
                 wix.append(k)
             elif k == DIL3 or k == DIL5:
@@ -259,7 +185,7 @@ class MixedEdge(nn.Module):
             bns += [u[3] for _, u in convs]
             wix += [k for k, _ in dil] + [ONE] * len(sep)
         if blocks:
-            y = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+            y = cat_channels(blocks)
             weight = None if all(k == ONE for k in wix) else \
                 zf.index_select(0, self._index(zf, base, tuple(wix), c))
             y = _batch_norm(y, bns, weight, training)
@@ -325,7 +251,8 @@ class Cell(nn.Module):
                 if base is not None:
                     node = node.contiguous(memory_format=torch.channels_last)
             states.append(node)
-        return torch.cat([states[j] for j in self.topology.output_nodes], dim=1)
+        out = [states[j] for j in self.topology.output_nodes]
+        return torch.cat(out, dim=1) if base is None else cat_channels(out)
 
 
 class Network(nn.Module):
@@ -375,9 +302,11 @@ class Network(nn.Module):
             # per type, Z as one flat vector with a constant 1 after each (cell, edge) row
             zf = {t: F.pad(z[t], (0, 1), value=1.0).reshape(-1) for t in self.types}
             per_cell = self.topology.n_edges * (len(OPS) + 1)
-        s0 = s1 = self.stem(x)
-        if fast and s0.dim() == 4:  # (with one input channel the stem's output is not channels-last yet)
-            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
+        if fast and x.dim() == 4 and not (self.stem._forward_hooks or self.stem._forward_pre_hooks):
+            # with one input channel the conv's output is not channels-last: made so before its BN
+            s0 = s1 = self.stem[1](self.stem[0](x).contiguous(memory_format=torch.channels_last))
+        else:
+            s0 = s1 = self.stem(x)
         seen = {t: 0 for t in self.types}
         for cell, t in zip(self.cells, self.cell_types):
             if fast:
@@ -385,7 +314,7 @@ class Network(nn.Module):
             else:
                 s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t])
             seen[t] += 1
-        return s1.mean(dim=(2, 3))
+        return global_mean(s1) if fast else s1.mean(dim=(2, 3))
 
     def forward(self, x, z, active):
         return self.classifier(self.features(x, z, active))

@@ -12,7 +12,7 @@ import torch
 from nas_core import data as datasets
 from nas_core.config import SearchConfig
 from nas_core.search import Search
-from nas_core import supernet
+from nas_core import depthwise
 from nas_core.supernet import fast_path
 
 RTOL = 1e-10
@@ -66,7 +66,7 @@ def _run(search, batches, fast):
 def test_fast_equals_plain(algorithm, level, order, cell, network, monkeypatch):
     torch.set_num_threads(1)
     # the split depthwise backward on every size (by default only on large inputs)
-    monkeypatch.setattr(supernet, "DEPTHWISE_SPLIT_BACKWARD_MIN", 0 if cell == "full" else 10**12)
+    monkeypatch.setattr(depthwise, "DEPTHWISE_SPLIT_BACKWARD_MIN", 0 if cell == "full" else 10**12)
     cfg = _config(algorithm, level, order, cell, network)
     splits = datasets.load(cfg)
     old = torch.get_default_dtype()
@@ -134,3 +134,85 @@ def test_fast_path_accumulates_running_statistics_like_bn_with_momentum_none():
             nets[fast] = [m.running_mean.clone() for m in bns]
     for a, b in zip(nets[False], nets[True]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _double_search(cfg):
+    s = Search(cfg, splits=datasets.load(cfg))
+    s.net.double()
+    for a in s.alpha.values():
+        a.data = a.data.double()
+    return s
+
+
+@pytest.mark.parametrize("algorithm,level,order", [("darts", "bi", 1), ("dsnas", "single", 1)], ids=str)
+def test_fused_optimisers_equal_foreach(algorithm, level, order):
+    """Search's fused SGD and Adam take the foreach update's steps (float64, 1e-10)."""
+    torch.set_num_threads(1)
+    cfg = _config(algorithm, level, order, "minimal", "standard")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        s = _double_search(cfg)
+        assert s.w_opt.defaults["fused"] and s.a_opt.defaults["fused"]
+        s2 = copy.deepcopy(s)
+        s2.params = list(s2.net.parameters())
+        s2.w_opt = torch.optim.SGD(s2.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   foreach=True)
+        s2.a_opt = torch.optim.Adam(s2.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
+                                    weight_decay=cfg.arch_weight_decay, foreach=True)
+        sp, b = s.splits, cfg.batch_size
+        batches = [(sp.train_x[i * b:(i + 1) * b].double(), sp.train_y[i * b:(i + 1) * b],
+                    sp.heldout_x[i * b:(i + 1) * b].double(), sp.heldout_y[i * b:(i + 1) * b]) for i in range(3)]
+        fused, alpha_f, state_f = _run(s, batches, True)
+        each, alpha_e, state_e = _run(s2, batches, True)
+    finally:
+        torch.set_default_dtype(old)
+    for (lf, *_), (le, *_) in zip(fused, each):
+        _close(lf, le, "loss")
+    for t in alpha_f:
+        _close(alpha_f[t], alpha_e[t], f"alpha {t}")
+    for k in state_f:
+        _close(state_f[k].double(), state_e[k].double(), f"state {k}", floor=1e-3)
+
+
+def test_cost_backward_equals_backward():
+    """The held-out pass's backward to Z alone gives the costs of the full backward."""
+    torch.set_num_threads(1)
+    cfg = _config("darts", "bi", 1, "minimal", "standard")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        s = _double_search(cfg)
+        x, y = s.splits.train_x[:8].double(), s.splits.train_y[:8]
+        samples = s.draw(torch.Generator().manual_seed(0))
+        costs = []
+        for backward in (s.backward, s.cost_backward):
+            with torch.no_grad():
+                state = copy.deepcopy(s.net.state_dict())
+            s.zero_grad()
+            logits, z = s.forward(x, samples)
+            backward(torch.nn.functional.cross_entropy(logits, y), z)
+            costs.append({t: z[t].grad.clone() for t in z})
+            s.net.load_state_dict(state)
+    finally:
+        torch.set_default_dtype(old)
+    for t in costs[0]:
+        _close(costs[0][t], costs[1][t], f"cost {t}")
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_kernel_cropped_to_small_inputs_is_exact(size, k):
+    """A kernel larger than its input drops the taps that read only padding: the same
+    output and gradients (float64), the dropped taps' gradient exactly 0."""
+    g = torch.Generator().manual_seed(size * 10 + k)
+    x = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 1, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64)
+    pad = ((k - 1) // 2,) * 2
+    ref = torch.nn.functional.conv2d(x, w, None, 1, pad, 1, 6)
+    out = depthwise._conv_same(x, w, pad, 6)
+    _close(ref.detach(), out.detach(), "output")
+    for a, b_, what in zip(torch.autograd.grad(ref, (x, w), dy), torch.autograd.grad(out, (x, w), dy), ("x", "w")):
+        _close(a, b_, f"grad {what}")

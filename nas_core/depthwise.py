@@ -1,0 +1,104 @@
+"""Depthwise convolutions of the fast supernet path (nas_core.supernet): the
+same sums as ``F.conv2d(x, w, groups=C)``, arranged to avoid the CPU's slow kernels.
+
+Dilated convs with 'same' padding run as dense convs on the polyphase components
+of their input; a kernel larger than its input drops the taps that only read
+padding; a stride-1 conv on a large input can compute its input gradient as a
+forward conv (``_DepthwiseConv``, above ``DEPTHWISE_SPLIT_BACKWARD_MIN`` elements).
+tests/test_fastpath.py checks each against the plain path.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """A stride-1 depthwise conv whose backward computes the input gradient as a
+    forward conv with the flipped kernel (the CPU's fused backward of a depthwise
+    conv is several times slower than its forward) and the weight gradient alone."""
+
+    @staticmethod
+    def forward(ctx, x, w, padding, groups):
+        ctx.save_for_backward(x, w)
+        ctx.padding, ctx.groups = padding, groups
+        return F.conv2d(x, w, None, 1, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = F.conv2d(g, w.flip(-2, -1), None, 1, ctx.padding, 1, ctx.groups)
+        if ctx.needs_input_grad[1]:
+            gw = _depthwise_weight_grad(g, x, w, ctx.padding, ctx.groups)
+        return gx, gw, None, None
+
+
+def _weight_grad(g, x, w, padding, groups):
+    return torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], list(padding), [1, 1], False, [0, 0], groups,
+                                               [False, True, False])[1]
+
+
+def _depthwise_weight_grad(g, x, w, padding, groups):
+    """dL/dw of a stride-1 depthwise conv. A 5x5 kernel's is taken as four 3x3 ones:
+    the kernel padded to 6x6 with zeros is four 3x3 blocks, each a valid 3x3 conv
+    of the input shifted by its offset (the CPU's 3x3 kernel is several times
+    faster than its 5x5 one)."""
+    if w.shape[-2:] != (5, 5) or tuple(padding) != (2, 2):
+        return _weight_grad(g, x, w, padding, groups)
+    h, wd = x.shape[-2:]
+    xp = F.pad(x, (2, 3, 2, 3))
+    gw = w.new_zeros(w.shape[0], w.shape[1], 6, 6)
+    w3 = w[:, :, :3, :3]  # (its shape only)
+    for qa in (0, 3):
+        for qb in (0, 3):
+            xs = xp[:, :, qa:qa + h + 2, qb:qb + wd + 2].contiguous(memory_format=torch.channels_last)
+            gw[:, :, qa:qa + 3, qb:qb + 3] = _weight_grad(g, xs, w3, (0, 0), groups)
+    return gw[:, :, :5, :5]
+
+
+# inputs with fewer elements use the fused backward. Since every gradient is channels-last (nas_core.fused),
+# the fused one is faster at every benchmarked size (10% of a DARTS step at 8x8, 23% at 32x32, batch 64, C=16):
+# the split one is kept for larger inputs, where it has not been measured against it
+DEPTHWISE_SPLIT_BACKWARD_MIN = 1 << 24
+
+
+def _conv_same(x, w, padding, groups):
+    """Stride-1, dilation-1 depthwise conv with 'same' padding. On an input smaller
+    than the kernel the taps that only ever read padding are dropped (a 5x5 kernel
+    on 2x2 is its central 3x3, on 1x1 its centre): exactly the same sums, and their
+    gradient stays exactly 0; the CPU's kernel is slowest on such inputs."""
+    if padding == ((w.shape[-2] - 1) // 2, (w.shape[-1] - 1) // 2):
+        kh, kw = min(w.shape[-2], 2 * x.shape[-2] - 1), min(w.shape[-1], 2 * x.shape[-1] - 1)
+        if (kh, kw) != tuple(w.shape[-2:]):
+            a, b = (w.shape[-2] - kh) // 2, (w.shape[-1] - kw) // 2
+            w, padding = w[:, :, a:a + kh, b:b + kw], ((kh - 1) // 2, (kw - 1) // 2)
+    if (padding == ((w.shape[-2] - 1) // 2, (w.shape[-1] - 1) // 2) and torch.is_grad_enabled()
+            and x.numel() >= DEPTHWISE_SPLIT_BACKWARD_MIN):
+        return _DepthwiseConv.apply(x, w, padding, groups)
+    return F.conv2d(x, w, None, 1, padding, 1, groups)
+
+
+def depthwise(x, conv):
+    """A depthwise conv. Dilation 2 with 'same' padding runs as a dense conv on the
+    polyphase components of x (the even/odd rows and columns): exactly the same
+    sums, without the CPU's slow dilated kernels (their weight gradient took up to
+    70x a dense one's)."""
+    w = conv.weight
+    if conv.dilation == (2, 2) and conv.padding == (w.shape[-2] - 1, w.shape[-1] - 1):
+        pad = (conv.padding[0] // 2, conv.padding[1] // 2)
+        n, c, h, wd = x.shape
+        if conv.stride == (2, 2):  # only the even rows and columns are read
+            x0 = x[:, :, ::2, ::2].contiguous(memory_format=torch.channels_last)
+            return _conv_same(x0, w, pad, conv.groups)
+        if conv.stride == (1, 1) and h % 2 == 0 and wd % 2 == 0:
+            # (n, c, h/2, r, w/2, s) -> (r, s, n, h/2, w/2, c): a batch of 4n phases, channels last
+            ph = x.reshape(n, c, h // 2, 2, wd // 2, 2).permute(3, 5, 0, 2, 4, 1)
+            ph = ph.reshape(4 * n, h // 2, wd // 2, c).permute(0, 3, 1, 2)
+            y = _conv_same(ph, w, pad, conv.groups)  # (4n, c, h/2, w/2)
+            y = y.permute(0, 2, 3, 1).reshape(2, 2, n, h // 2, wd // 2, c).permute(2, 3, 0, 4, 1, 5)
+            return y.reshape(n, h, wd, c).permute(0, 3, 1, 2)
+    if conv.stride == (1, 1) and conv.dilation == (1, 1):
+        return _conv_same(x, w, conv.padding, conv.groups)
+    return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
