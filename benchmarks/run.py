@@ -128,7 +128,7 @@ def child(spec: dict) -> dict:
         sync()
         t = time.perf_counter()
         if bi:
-            s.heldout_alpha_step(xv, yv, g, stats, None, train_batch=(x, y))
+            s.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
         s.train_step(x, y, g, stats, outs, update_alpha=not bi)
         sync()
         return time.perf_counter() - t

@@ -29,9 +29,11 @@ class Splits:
     def in_channels(self) -> int:
         return self.train_x.shape[1]
 
-    def to(self, device):
-        return Splits(*(t.to(device) for t in (self.train_x, self.train_y, self.heldout_x, self.heldout_y)),
-                      self.n_classes, self.flip_ok)
+    def to(self, device, dtype: torch.dtype | None = None):
+        """The splits on ``device``, images in ``dtype`` if given (labels stay integers)."""
+        x = [t.to(device, dtype) if dtype is not None else t.to(device) for t in (self.train_x, self.heldout_x)]
+        y = [t.to(device) for t in (self.train_y, self.heldout_y)]
+        return Splits(x[0], y[0], x[1], y[1], self.n_classes, self.flip_ok)
 
 
 def _digits():

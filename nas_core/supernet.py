@@ -228,9 +228,11 @@ class Cell(nn.Module):
             MixedEdge(c, 2 if reduction and i < 2 else 1) for i, _ in topology.edges
         )
 
-    def forward(self, s0, s1, z, active, base=None):
+    def forward(self, s0, s1, z, active, base=None, nodes=None):
         """``z``: this cell's Z (edges x ops); on the fast path (``base`` given) the
-        flat padded Z of its type, this cell's rows starting at ``base``."""
+        flat padded Z of its type, this cell's rows starting at ``base``. A list
+        ``nodes`` gets this cell's intermediate nodes, their gradients retained
+        (for the node identities of the unified view)."""
         states = [self.pre0(s0), self.pre1(s1)]
         n, _, h, w = states[1].shape
         if self.reduction:
@@ -251,6 +253,11 @@ class Cell(nn.Module):
                 if base is not None:
                     node = node.contiguous(memory_format=torch.channels_last)
             states.append(node)
+        if nodes is not None:
+            for node in states[2:]:
+                if node.requires_grad:
+                    node.retain_grad()
+            nodes.append(states[2:])
         out = [states[j] for j in self.topology.output_nodes]
         return torch.cat(out, dim=1) if base is None else cat_channels(out)
 
@@ -294,7 +301,7 @@ class Network(nn.Module):
     def count(self, cell_type: str) -> int:
         return self.cell_types.count(cell_type)
 
-    def features(self, x, z, active):
+    def features(self, x, z, active, nodes=None):
         fast = _FAST if self.fast is None else self.fast
         if fast:
             if x.dim() == 4:
@@ -310,11 +317,12 @@ class Network(nn.Module):
         seen = {t: 0 for t in self.types}
         for cell, t in zip(self.cells, self.cell_types):
             if fast:
-                s0, s1 = s1, cell(s0, s1, zf[t], active[t], base=seen[t] * per_cell)
+                s0, s1 = s1, cell(s0, s1, zf[t], active[t], base=seen[t] * per_cell, nodes=nodes)
             else:
-                s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t])
+                s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t], nodes=nodes)
             seen[t] += 1
         return global_mean(s1) if fast else s1.mean(dim=(2, 3))
 
-    def forward(self, x, z, active):
-        return self.classifier(self.features(x, z, active))
+    def forward(self, x, z, active, nodes=None):
+        """Logits; a list ``nodes`` gets each cell's intermediate nodes (see :class:`Cell`)."""
+        return self.classifier(self.features(x, z, active, nodes))

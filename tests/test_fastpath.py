@@ -50,7 +50,7 @@ def _run(search, batches, fast):
             for x, y, xv, yv in batches:
                 stats = search._new_stats(("train", "heldout"))
                 if search.config.level == "bi":
-                    search.heldout_alpha_step(xv, yv, g, stats, None, train_batch=(x, y))
+                    search.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
                 loss = search.train_step(x, y, g, stats, None, update_alpha=search.config.level == "single")
                 out.append((loss, grads["w"], {k: v.total.copy() for k, v in stats.items()},
                             {k: v.count.copy() for k, v in stats.items()}))

@@ -34,8 +34,7 @@ def make_search(bn_eps=None, alpha_std=0.5, **kw):
     a tiny eps (and to ~1e-4 relative with the default one).
     """
     s = Search(SearchConfig(**{**TINY, "algorithm": "darts", **kw}))
-    s.net.double()
-    s.splits.train_x, s.splits.heldout_x = s.splits.train_x.double(), s.splits.heldout_x.double()
+    s.to(torch.float64)
     if bn_eps is not None:
         for m in s.net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -46,9 +46,7 @@ def small_search(algorithm: str = "darts", *, seed: int = 0, bn_eps: float | Non
     cfg = SearchConfig(**{**SMALL, **config, "algorithm": algorithm, "seed": seed, "temperature": temperature,
                           "intervention": intervention or Intervention(), "device": "cpu"})
     s = Search(cfg)
-    s.net.double()
-    sp = s.splits
-    sp.train_x, sp.heldout_x = sp.train_x.double(), sp.heldout_x.double()
+    s.to(torch.float64)
     if bn_eps is not None:
         for m in s.net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -215,30 +213,13 @@ def alpha_gradients(algorithms=("darts", "snas", "dsnas", "gdas"), seed: int = 0
 # ---------------------------------------------------------------------------
 
 def forward_nodes(s: Search, x, z, active):
-    """The network's forward pass (as ``supernet.Network``), keeping every
-    cell's intermediate nodes in the graph with their gradients retained.
+    """The network's forward pass keeping every cell's intermediate nodes in the
+    graph with their gradients retained (``supernet.Network``'s ``nodes``).
     Returns (logits, nodes) with nodes[cell][j] the tensor of node j."""
-    net, t = s.net, "normal"
-    if len(net.types) != 1:
+    if len(s.net.types) != 1:
         raise ValueError("forward_nodes handles networks of normal cells only")
-    s0 = s1 = net.stem(x)
     nodes = []
-    for c, cell in enumerate(net.cells):
-        states = [cell.pre0(s0), cell.pre1(s1)]
-        for j in range(2, 2 + cell.topology.steps):
-            node = None
-            for e, (i, target) in enumerate(cell.topology.edges):
-                if target == j and active[t][e]:
-                    out = cell.edges[e](states[i], z[t][c][e], active[t][e])
-                    node = out if node is None else node + out
-            if node is None:
-                node = torch.zeros_like(states[1])
-            if node.requires_grad:
-                node.retain_grad()
-            states.append(node)
-        nodes.append(states[2:])
-        s0, s1 = s1, torch.cat([states[j] for j in cell.topology.output_nodes], dim=1)
-    logits = net.classifier(s1.mean(dim=(2, 3)))
+    logits = s.net(x, z, active, nodes=nodes)
     return logits, nodes
 
 

@@ -1,0 +1,141 @@
+"""One epoch: the loop over the training batches (single- or bi-level), the
+held-out evaluation, the optional probe, and the epoch record that
+:mod:`nas_core.record` reads."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .. import data as datasets
+from ..cost import CostStats, OutputCostStats
+from ..ops import NONE, OPS
+from ..relax import Darts, probabilities
+from ..space import derive, derive_darts, selected_edges, width_depth
+from .bilevel import Bilevel
+from .state import epoch_generator, kept_buffers
+
+
+class Search(Bilevel):
+    """One search: the supernet, alpha per cell type, both optimizers and the data
+    splits for ``config``. :meth:`run_epoch` trains one epoch and returns its
+    record (costs, alpha, the derived cell); :func:`nas_core.run` drives it,
+    with checkpoints and the run cache."""
+
+    # ---- measuring without learning --------------------------------------------
+    def probe(self, n_batches: int, generator) -> tuple[dict, dict]:
+        """All ops' costs at the current alpha (Z = softmax(alpha), every allowed op
+        runs) on ``n_batches`` train and held-out batches, BN in train mode; nothing
+        is updated (BN running statistics are restored afterwards)."""
+        splits = ("probe_train", "probe_heldout")
+        stats, outs = self._new_stats(splits), self._new_outs(splits)
+        s = self.splits
+        with kept_buffers(self.net):
+            for split, (x_all, y_all) in (("probe_train", (s.train_x, s.train_y)),
+                                          ("probe_heldout", (s.heldout_x, s.heldout_y))):
+                done = 0
+                while done < n_batches:
+                    for x, y in datasets.batches(x_all, y_all, self.config.batch_size, generator):
+                        samples = self.draw(generator, relax=Darts())
+                        _, logits, z = self.forward_backward(x, y, samples, weight_grads=False)
+                        outs[split].add(logits.detach(), y)
+                        stats[split].add(*self.costs(z, samples))
+                        done += 1
+                        if done == n_batches:
+                            break
+        self.zero_grad()
+        return stats, outs
+
+    @torch.no_grad()
+    def evaluate(self, generator) -> OutputCostStats:
+        """Held-out output cost and accuracy on the first ``eval_size`` held-out
+        images, Z drawn as in training, BN with batch statistics as in training and
+        in the cost measurements (with few steps per epoch the running statistics
+        lag far behind the weights)."""
+        outs = OutputCostStats()
+        n = self.config.eval_size or len(self.splits.heldout_y)
+        with kept_buffers(self.net):
+            for x, y in datasets.batches(self.splits.heldout_x[:n], self.splits.heldout_y[:n], 256, generator):
+                samples = self.draw(generator)
+                z = {t: s.z.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, s in samples.items()}
+                outs.add(self.net(x, z, {t: s.active for t, s in samples.items()}), y)
+        return outs
+
+    # ---- one epoch -------------------------------------------------------------
+    def view(self, x, generator):
+        """The batch as training sees it: a fresh augmented view when
+        ``augment_shift`` is set (both splits, as the authors augment both halves)."""
+        c = self.config
+        if not c.augment_shift:
+            return x
+        return datasets.augment(x, c.augment_shift, self.splits.flip_ok, generator)
+
+    def _new_stats(self, splits):
+        return {s: CostStats(len(self.cell_index), self.topology.n_edges, len(OPS)) for s in splits}
+
+    def _new_outs(self, splits):
+        return {s: OutputCostStats() for s in splits}
+
+    def run_epoch(self) -> dict:
+        """Train one epoch and return its history record."""
+        c, start = self.config, time.perf_counter()
+        lr = self.lr_at(self.epoch)
+        for group in self.w_opt.param_groups:
+            group["lr"] = lr
+        g = epoch_generator(c.seed, self.epoch)
+        stats, outs = self._new_stats(("train", "heldout")), self._new_outs(("train",))
+        update_alpha = c.alpha_updated_on is not None
+        s = self.splits
+        self.net.train()
+        if c.level == "bi":
+            held = list(datasets.batches(s.heldout_x, s.heldout_y, c.batch_size, g))
+        for i, (x, y) in enumerate(datasets.batches(s.train_x, s.train_y, c.batch_size, g)):
+            self.step = i + 1  # named by a DivergenceError
+            x = self.view(x, g)
+            if c.level == "bi" and update_alpha:
+                xv, yv = held[i % len(held)]
+                xv = self.view(xv, g)
+                self.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
+            self.train_step(x, y, g, stats, outs, update_weights=c.update_weights,
+                            update_alpha=update_alpha and c.level == "single")
+        cost = {k: v.summary() for k, v in stats.items() if v.count.any()}
+        output = {k: v.summary() for k, v in outs.items()}
+        output["heldout"] = self.evaluate(g).summary()
+        if c.probe_batches:
+            pstats, pouts = self.probe(c.probe_batches, epoch_generator(c.seed, self.epoch, stream=1))
+            cost.update({k: v.summary() for k, v in pstats.items()})
+            output.update({k: v.summary() for k, v in pouts.items()})
+        self.epoch += 1
+        return {
+            "epoch": self.epoch,
+            **self.architecture(),
+            "cost": cost,
+            "output_cost": output,
+            "train_acc": output["train"]["accuracy"],
+            "train_loss": output["train"]["loss"],
+            "heldout_acc": output["heldout"]["accuracy"],
+            "heldout_loss": output["heldout"]["loss"],
+            "lr": lr,
+            "temperature": self.temperature_at(self.epoch - 1),
+            "seconds": time.perf_counter() - start,
+        }
+
+    def architecture(self) -> dict:
+        """alpha, p, the derived cells (``none`` counted, and DARTS' top-2) and
+        their wiring metrics, per cell type."""
+        rec = {k: {} for k in ("alpha", "probs", "p_none", "derived", "derived_darts",
+                               "selected_edges", "n_selected", "width", "depth")}
+        for t in self.types:
+            allowed = self.allowed[t].cpu().numpy()
+            p = probabilities(self.alpha[t].detach(), self.allowed[t]).double().cpu().numpy()
+            derived = derive(p, allowed)
+            rec["alpha"][t] = np.round(self.alpha[t].detach().double().cpu().numpy(), 6).tolist()
+            rec["probs"][t] = np.round(p, 6).tolist()
+            rec["p_none"][t] = np.round(p[:, NONE], 6).tolist()
+            rec["derived"][t] = derived
+            rec["derived_darts"][t] = derive_darts(p, self.topology, allowed)
+            rec["selected_edges"][t] = selected_edges(derived)
+            rec["n_selected"][t] = len(rec["selected_edges"][t])
+            rec["width"][t], rec["depth"][t] = width_depth(derived, self.topology)
+        return rec
