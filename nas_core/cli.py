@@ -82,7 +82,7 @@ def show(path, out=sys.stdout):
         print(f"{'epoch':>5} {'derived':<{7 * top.n_edges}} {'#sel':>4} {'p(none)':>7} {'train':>6} {'held':>6}  cost",
               file=out)
         for r in h.records:
-            derived = " ".join(f"{_abbrev(op):<6}" for op in r["derived"][t])
+            derived = " ".join(f"{_abbrev(op):<6}" for op in record.derived(r, t))
             per_edge = record.edge_costs(r, "train", c, "ops", t)
             costs = "" if per_edge is None else " ".join(f"{v:+.3f}" for v in per_edge)
             print(f"{r['epoch']:>5} {derived} {r['n_selected'][t]:>4} {np.mean(r['p_none'][t]):>7.3f} "

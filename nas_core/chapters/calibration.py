@@ -116,7 +116,7 @@ def curves(outs: dict[str, Path], cell_type: str = "normal"):
             for r in h.records:
                 row = {"run": h.path.name, "study": STUDIES[name][0], "seed": h.config.seed, "epoch": r["epoch"],
                        "selected_fraction": r["n_selected"][cell_type] / n_edges,
-                       "p_none": float(np.mean(r["p_none"][cell_type]))}
+                       "p_none": float(np.mean(record.p_none(r, cell_type)))}
                 for split in ("train", "heldout"):
                     mean = record.costs(r, split, h.config, cell_type)
                     m = np.array([np.nan]) if mean is None else mean[..., record.PARAMETRIC_INDEX]

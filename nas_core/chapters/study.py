@@ -110,9 +110,9 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     last10 = recs[-max(1, len(recs) // 10):]
     train_acc = float(np.mean([r["train_acc"] for r in last10]))
     held_acc = float(np.mean([r["heldout_acc"] for r in last10]))
-    positive = [r["output_cost"]["train"]["output_cost"] > 0 for r in recs]
+    positive = [record.output_cost(r, "train") > 0 for r in recs]
     first_negative = positive.index(False) if False in positive else len(positive)
-    p_none = np.array(recs[-1]["p_none"][cell_type])
+    p_none = record.p_none(recs[-1], cell_type)
     row = {"rung": rung.name, "group": rung.group, "seed": c.seed, "heldout_seed": c.seed in HELDOUT_SEEDS,
            "run": h.path.name if h.path else None, "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
            "minutes": sum(r["seconds"] for r in recs) / 60,
@@ -134,7 +134,7 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
             row[f"late_conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan
     row["empty_phase.holds"] = patterns.empty_phase(h, cell_type)["holds"]
     row["deep_avoided.holds"] = patterns.deep_avoided(h, cell_type)["holds"]
-    first_p = np.mean(recs[0]["p_none"][cell_type])
+    first_p = np.mean(record.p_none(recs[0], cell_type))
     row["p_none_rise"] = float(np.mean(p_none) - first_p)   # mean over edges, last epoch minus first
     row["growing.early_min_fraction"] = stats["growing"]["early_min_fraction"]
     row["width.input_edges_fraction"] = stats["width"]["input_edges_fraction"]
@@ -153,14 +153,14 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
     rows = []
     for i in keep:
         r = recs[i]
-        dec = patterns.edge_decisions(r["probs"][cell_type])
+        dec = patterns.edge_decisions(record.probs(r, cell_type))
         row = {"rung": rung.name, "seed": h.config.seed, "epoch": r["epoch"],
                "step": r["epoch"] * steps_per_epoch(h.config),
                "selected": r["n_selected"][cell_type], "decisively_selected": dec.count(patterns.SELECTED),
                "undecided": dec.count(patterns.UNDECIDED),
                "train_acc": r["train_acc"], "heldout_acc": r["heldout_acc"],
-               "train_output_cost": r["output_cost"]["train"]["output_cost"],
-               **{f"p_none_e{e}": v for e, v in enumerate(r["p_none"][cell_type])}}
+               "train_output_cost": record.output_cost(r, "train"),
+               **{f"p_none_e{e}": float(v) for e, v in enumerate(record.p_none(r, cell_type))}}
         for split in ("train", "heldout"):
             cost = record.edge_costs(r, split, h.config, "parametric", cell_type)
             for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
