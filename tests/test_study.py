@@ -85,6 +85,17 @@ def test_study_check_finds_the_first_rung_with_four_of_five(monkeypatch):
         checks.study_check("nope", t)
 
 
+def test_study_check_names_the_rungs_where_it_holds_and_where_not(monkeypatch):
+    low, high = checks.LADDER["width"]
+    monkeypatch.setitem(checks.CLAIMS, "width", [])
+    c = checks.study_check("width", table_with({low: [True] * 5, high: [True] + [False] * 4}))
+    assert (c.rung, c.holding, c.not_holding) == (low, (low,), (high,))
+    assert f"at '{low}', and not at '{high}'" in c.sentence()
+    c = checks.study_check("width", table_with({low: [False] * 5, high: [True] * 4}))  # high: 4 seeds only
+    assert (c.rung, c.holding, c.not_holding) == (None, (), (low,))
+    assert f"none of the rungs reached ('{low}')" in c.sentence()
+
+
 def test_settings_table_reads_the_presets():
     t = study_figures.settings_table()
     assert t.loc["faithful DSNAS", "arch lr / weight lr"] == "0.0003 / 0.025"

@@ -97,6 +97,10 @@ def claims_table(pattern: str, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["statement", "rung", "measured", "holds"])
 
 
+def _quoted(rungs) -> str:
+    return ", ".join(f"'{r}'" for r in rungs)
+
+
 @dataclass
 class StudyCheck:
     pattern: str
@@ -110,6 +114,8 @@ class StudyCheck:
         return STATED[self.pattern]
 
     claims: pd.DataFrame = None   # the chapter's other statements, checked (claims_table)
+    holding: tuple = ()           # the ladder's rungs (5 seeds run) where it holds on >= MIN_SEEDS
+    not_holding: tuple = ()       # and those where it does not
 
     @property
     def agrees(self) -> bool:
@@ -125,8 +131,10 @@ class StudyCheck:
                 f"claims.yaml together.")
 
     def sentence(self) -> str:
-        where = (f"holds on at least {MIN_SEEDS} of 5 seeds from the rung '{self.rung}' on"
-                 if self.rung else f"holds on at least {MIN_SEEDS} of 5 seeds on none of the rungs reached")
+        where = (f"holds on at least {MIN_SEEDS} of 5 seeds at {_quoted(self.holding)}"
+                 + (f", and not at {_quoted(self.not_holding)}" if self.not_holding else "")
+                 if self.rung else f"holds on at least {MIN_SEEDS} of 5 seeds on none of the rungs reached "
+                                   f"({_quoted(self.not_holding)})")
         held = ("" if self.heldout is None else
                 f" On the held-out seeds 5-9 at the faithful preset it holds on {self.heldout} of "
                 f"{self.heldout_seeds}.")
@@ -144,7 +152,7 @@ def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
     """The check of ``pattern``'s chapter from the study's runs table."""
     if pattern not in LADDER:
         raise ValueError(f"unknown pattern {pattern!r}; choose one of {', '.join(LADDER)}")
-    rows, first = [], None
+    rows, first, holding, not_holding = [], None, [], []
     for r in (*LADDER[pattern], *CONTROLS[pattern], HELDOUT[pattern]):
         sub = runs[runs.rung == r]
         if not len(sub):
@@ -153,12 +161,14 @@ def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
         paper, strict = int(sub[f"{pattern}.holds"].sum()), int(sub[f"{pattern}_decisive.holds"].sum())
         rows.append({"rung": r, "seeds": len(sub), "paper's statistic": f"{paper} of {len(sub)}",
                      "tie-aware": f"{strict} of {len(sub)}"})
-        if r in LADDER[pattern] and first is None and len(sub) >= 5 and paper >= MIN_SEEDS:
-            first = r
+        if r in LADDER[pattern] and len(sub) >= 5:
+            (holding if paper >= MIN_SEEDS else not_holding).append(r)
+            if first is None and paper >= MIN_SEEDS:
+                first = r
     held = runs[runs.rung == HELDOUT[pattern]]
     heldout = int(held[f"{pattern}.holds"].sum()) if len(held) else None
     return StudyCheck(pattern, pd.DataFrame(rows).set_index("rung"), first, heldout, len(held),
-                      claims_table(pattern, runs))
+                      claims_table(pattern, runs), tuple(holding), tuple(not_holding))
 
 
 # ---------------------------------------------------------------------------
