@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import record
 from .runs.history import History
 from .space import random_width_depth
 
@@ -62,15 +63,15 @@ def width(h: History, cell_type: str = "normal") -> dict:
     Returns a JSON-able dict of the numbers looked at and ``holds``."""
     top = h.config.topology
     last = h.last
-    sel = set(last["selected_edges"][cell_type])
+    sel = set(record.wiring(last, "selected_edges", cell_type))
     inputs = sum(e in sel for e in top.input_edges) / len(top.input_edges)
     deep = sum(e in sel for e in top.deep_edges)
     rw, rd = random_width_depth(len(sel), top) if sel else (0.0, 0.0)
     return {
         "input_edges_fraction": inputs,
         "deep_edges_selected": deep,
-        "width": last["width"][cell_type],
-        "depth": last["depth"][cell_type],
+        "width": record.wiring(last, "width", cell_type),
+        "depth": record.wiring(last, "depth", cell_type),
         "random_width": rw,
         "random_depth": rd,
         "holds": bool(deep == 0 and inputs >= WIDTH_INPUT_MIN),
@@ -87,8 +88,8 @@ def bilevel(h: History, cell_type: str = "normal") -> dict:
     frac = _fractions(h, cell_type)
     role = "bilevel" if h.config.level == "bi" else "control"
     holds = frac[-1] == 0 if role == "bilevel" else frac[-1] >= BILEVEL_CONTROL_MIN
-    return {"role": role, "final_selected": int(h.last["n_selected"][cell_type]), "final_fraction": float(frac[-1]),
-            "min_fraction": float(frac.min()), "holds": bool(holds)}
+    return {"role": role, "final_selected": int(record.wiring(h.last, "n_selected", cell_type)),
+            "final_fraction": float(frac[-1]), "min_fraction": float(frac.min()), "holds": bool(holds)}
 
 
 # ---- tie-aware versions: stricter, never looser -------------------------------
@@ -199,7 +200,7 @@ def deep_avoided(h: History, cell_type: str = "normal") -> dict:
 
     Returns a JSON-able dict of the numbers looked at and ``holds``."""
     top = h.config.topology
-    sel = h.last["selected_edges"][cell_type]
+    sel = record.wiring(h.last, "selected_edges", cell_type)
     k, n, deep = len(sel), top.n_edges, len(top.deep_edges)
     chance = math.comb(n - deep, k) / math.comb(n, k) if k else 1.0
     return {"selected": k, "deep_edges_selected": sum(e in top.deep_edges for e in sel), "chance": chance,

@@ -140,6 +140,18 @@ def p_none(record: dict, cell_type: str = "normal") -> np.ndarray:
     return np.asarray(record["p_none"][cell_type], dtype=float)
 
 
+#: The record's per-cell-type wiring of the derived cell (``none`` counted).
+WIRING = ("n_selected", "selected_edges", "width", "depth")
+
+
+def wiring(record: dict, key: str, cell_type: str = "normal"):
+    """One of :data:`WIRING` for ``cell_type``: how many edges are selected, which,
+    and the cell's width and depth (:func:`nas_core.space.width_depth`)."""
+    if key not in WIRING:
+        raise ValueError(f"key must be one of {', '.join(WIRING)}, got {key!r}")
+    return record[key][cell_type]
+
+
 def derived(record: dict, cell_type: str = "normal") -> list[str]:
     """The derived cell: each edge's argmax op, ``none`` counted."""
     return list(record["derived"][cell_type])

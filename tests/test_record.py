@@ -129,3 +129,10 @@ def test_accessors():
     assert record.output_cost(rec) == 0.25 and record.outputs(rec, "train")["loss"] == 1.0
     assert record.outputs(rec, "heldout") is None
     assert record.cost_splits(rec) == ["train", "probe_heldout"]
+
+
+def test_wiring_reads_one_cell_type_and_names_the_valid_keys():
+    rec = {"n_selected": {"normal": 3, "reduce": 1}, "width": {"normal": 4.0, "reduce": 2.0}}
+    assert record.wiring(rec, "n_selected") == 3 and record.wiring(rec, "width", "reduce") == 2.0
+    with pytest.raises(ValueError, match="n_selected, selected_edges, width, depth"):
+        record.wiring(rec, "n_edges")

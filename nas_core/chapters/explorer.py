@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipywidgets as W
 from IPython.display import display
 
-from .. import plots, presets
+from .. import plots, presets, record
 from ..config import ALGORITHMS
 from ..runs import run
 from ..space import CELLS
@@ -92,7 +92,7 @@ class Explorer(W.VBox):
         with self.out:
             self.history = run(config, cache_dir=self.cache_dir)
         h = self.history
-        n = h.last["n_selected"]["normal"]
+        n = record.wiring(h.last, "n_selected", "normal")
         self.status.value = (f"{h.path.name}: {len(h)} epochs, {n} of {config.topology.n_edges} edges selected "
                              f"at the end, train accuracy {h.last['train_acc']:.2f}")
         self._quiet = True  # one redraw, not one per changed control

@@ -117,7 +117,7 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
            "run": h.path.name if h.path else None, "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
            "minutes": sum(r["seconds"] for r in recs) / 60,
            "train_acc": train_acc, "heldout_acc": held_acc, "gap": train_acc - held_acc,
-           "final_selected": recs[-1]["n_selected"][cell_type],
+           "final_selected": record.wiring(recs[-1], "n_selected", cell_type),
            "early_winners": _winners(recs[max(0, math.ceil(len(recs) / 10) - 1)], cell_type),
            "late_winners": _winners(recs[-1], cell_type),
            "positive_output_cost_steps": first_negative * steps_per_epoch(h.config),
@@ -156,8 +156,8 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
         dec = patterns.edge_decisions(record.probs(r, cell_type))
         row = {"rung": rung.name, "seed": h.config.seed, "epoch": r["epoch"],
                "step": r["epoch"] * steps_per_epoch(h.config),
-               "selected": r["n_selected"][cell_type], "decisively_selected": dec.count(patterns.SELECTED),
-               "undecided": dec.count(patterns.UNDECIDED),
+               "selected": record.wiring(r, "n_selected", cell_type),
+               "decisively_selected": dec.count(patterns.SELECTED), "undecided": dec.count(patterns.UNDECIDED),
                "train_acc": r["train_acc"], "heldout_acc": r["heldout_acc"],
                "train_output_cost": record.output_cost(r, "train"),
                **{f"p_none_e{e}": float(v) for e, v in enumerate(record.p_none(r, cell_type))}}

@@ -185,7 +185,7 @@ def cell_figure(h, cell_type: str = "normal", max_frames: int = 26, epoch: int |
     static = _static_traces(g, pos, geo)
 
     def title_for(r):
-        n = r["n_selected"][cell_type]
+        n = record.wiring(r, "n_selected", cell_type)
         return figure_title(title or f"Derived cell, epoch {r['epoch']}: {n} of {top.n_edges} edges",
                             f"{h.config.algorithm.upper()}, seed {h.config.seed}; labels: argmax op and its p "
                             "(none counted)",

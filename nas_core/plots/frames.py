@@ -42,12 +42,12 @@ def epoch_frame(runs, cell_type: str = "normal") -> pd.DataFrame:
         for h in hs:
             top = h.config.topology
             for r in h.records:
-                n = r["n_selected"][cell_type]
+                n = record.wiring(r, "n_selected", cell_type)
                 rw, rd = random_wd(n, top.steps, top.multiplier)
                 rows.append(dict(
                     group=group, seed=h.config.seed, epoch=r["epoch"], n_selected=n, fraction=n / top.n_edges,
-                    p_none=float(np.mean(record.p_none(r, cell_type))), width=r["width"][cell_type],
-                    depth=r["depth"][cell_type], random_width=rw, random_depth=rd,
+                    p_none=float(np.mean(record.p_none(r, cell_type))), width=record.wiring(r, "width", cell_type),
+                    depth=record.wiring(r, "depth", cell_type), random_width=rw, random_depth=rd,
                     train_acc=r["train_acc"], heldout_acc=r["heldout_acc"],
                     train_loss=r["train_loss"], heldout_loss=r["heldout_loss"]))
     return pd.DataFrame(rows)
@@ -102,13 +102,13 @@ def final_frame(runs, cell_type: str = "normal") -> pd.DataFrame:
     for group, hs in by_group.items():
         for h in hs:
             top, r = h.config.topology, h.last
-            sel = r["selected_edges"][cell_type]
+            sel = record.wiring(r, "selected_edges", cell_type)
             ops = record.derived(r, cell_type)
             rw, rd = random_wd(len(sel), top.steps, top.multiplier)
             row = {"group": group} if len(by_group) > 1 else {}
             rows.append(dict(
                 row, seed=h.config.seed, edges=len(sel), deep=sum(e in top.deep_edges for e in sel),
-                width=r["width"][cell_type], depth=r["depth"][cell_type],
+                width=record.wiring(r, "width", cell_type), depth=record.wiring(r, "depth", cell_type),
                 **{"random width": round(rw, 2), "random depth": round(rd, 2)},
                 cell=" · ".join(f"e{e} {OP_LABEL[ops[e]]}" for e in sel) or "(empty)"))
     return pd.DataFrame(rows).set_index(["group", "seed"] if len(by_group) > 1 else "seed")
