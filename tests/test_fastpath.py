@@ -72,25 +72,10 @@ def test_fast_equals_plain(algorithm, level, order, cell, network, monkeypatch):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        s = Search(cfg, splits=splits)
-        s.net.double()
-        for a in s.alpha.values():
-            a.data = a.data.double()
-        s2 = copy.deepcopy(s)
-        s2.params = list(s2.net.parameters())
-        s2.w_opt = torch.optim.SGD(s2.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                   foreach=True)
-        s2.a_opt = torch.optim.Adam(s2.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
-                                    weight_decay=cfg.arch_weight_decay, foreach=True)
-        s.params = list(s.net.parameters())
-        s.w_opt = torch.optim.SGD(s.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                  foreach=True)
-        s.a_opt = torch.optim.Adam(s.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
-                                   weight_decay=cfg.arch_weight_decay, foreach=True)
-        sp = s.splits
-        b = cfg.batch_size
-        batches = [(sp.train_x[i * b:(i + 1) * b].double(), sp.train_y[i * b:(i + 1) * b],
-                    sp.heldout_x[i * b:(i + 1) * b].double(), sp.heldout_y[i * b:(i + 1) * b]) for i in range(2)]
+        s = _double_search(cfg, splits)
+        s2 = _with_foreach_optimisers(copy.deepcopy(s))
+        _with_foreach_optimisers(s)
+        batches = _batches(s, 2)
         plain, alpha_p, state_p = _run(s, batches, False)
         fast, alpha_f, state_f = _run(s2, batches, True)
     finally:
@@ -136,12 +121,25 @@ def test_fast_path_accumulates_running_statistics_like_bn_with_momentum_none():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def _double_search(cfg):
-    s = Search(cfg, splits=datasets.load(cfg))
-    s.net.double()
-    for a in s.alpha.values():
-        a.data = a.data.double()
+def _double_search(cfg, splits=None):
+    return Search(cfg, splits=splits or datasets.load(cfg)).to(torch.float64)
+
+
+def _with_foreach_optimisers(s):
+    """``s`` with the plain foreach SGD and Adam in place of the fused ones."""
+    c = s.config
+    s.params = list(s.net.parameters())
+    s.w_opt = torch.optim.SGD(s.params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, foreach=True)
+    s.a_opt = torch.optim.Adam(s.alpha.values(), lr=c.arch_lr, betas=(c.arch_beta1, 0.999),
+                               weight_decay=c.arch_weight_decay, foreach=True)
     return s
+
+
+def _batches(s, n):
+    """n (train x, train y, held-out x, held-out y) batches of the search's splits."""
+    sp, b = s.splits, s.config.batch_size
+    return [(sp.train_x[i * b:(i + 1) * b], sp.train_y[i * b:(i + 1) * b],
+             sp.heldout_x[i * b:(i + 1) * b], sp.heldout_y[i * b:(i + 1) * b]) for i in range(n)]
 
 
 @pytest.mark.parametrize("algorithm,level,order", [("darts", "bi", 1), ("dsnas", "single", 1)], ids=str)
@@ -154,15 +152,8 @@ def test_fused_optimisers_equal_foreach(algorithm, level, order):
     try:
         s = _double_search(cfg)
         assert s.w_opt.defaults["fused"] and s.a_opt.defaults["fused"]
-        s2 = copy.deepcopy(s)
-        s2.params = list(s2.net.parameters())
-        s2.w_opt = torch.optim.SGD(s2.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                   foreach=True)
-        s2.a_opt = torch.optim.Adam(s2.alpha.values(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, 0.999),
-                                    weight_decay=cfg.arch_weight_decay, foreach=True)
-        sp, b = s.splits, cfg.batch_size
-        batches = [(sp.train_x[i * b:(i + 1) * b].double(), sp.train_y[i * b:(i + 1) * b],
-                    sp.heldout_x[i * b:(i + 1) * b].double(), sp.heldout_y[i * b:(i + 1) * b]) for i in range(3)]
+        s2 = _with_foreach_optimisers(copy.deepcopy(s))
+        batches = _batches(s, 3)
         fused, alpha_f, state_f = _run(s, batches, True)
         each, alpha_e, state_e = _run(s2, batches, True)
     finally:
