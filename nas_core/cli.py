@@ -85,7 +85,8 @@ def show(path, out=sys.stdout):
             derived = " ".join(f"{_abbrev(op):<6}" for op in record.derived(r, t))
             per_edge = record.edge_costs(r, "train", c, "ops", t)
             costs = "" if per_edge is None else " ".join(f"{v:+.3f}" for v in per_edge)
-            print(f"{r['epoch']:>5} {derived} {r['n_selected'][t]:>4} {np.mean(r['p_none'][t]):>7.3f} "
+            print(f"{r['epoch']:>5} {derived} {record.wiring(r, 'n_selected', t):>4} "
+                  f"{np.mean(record.p_none(r, t)):>7.3f} "
                   f"{r['train_acc']:>6.3f} {r['heldout_acc']:>6.3f}  {costs}", file=out)
 
 

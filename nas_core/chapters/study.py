@@ -102,6 +102,18 @@ def _winners(r: dict, cell_type: str = "normal") -> str:
     return "|".join(record.derived(r, cell_type))
 
 
+def _conv_cost_by_kind(records: list[dict], split: str, config: SearchConfig, cell_type: str) -> dict:
+    """The mean parametric-op cost (``record.edge_costs``) over ``records`` and over
+    the input edges, and over the deep edges; NaN where none was computed."""
+    costs = [m for m in (record.edge_costs(r, split, config, "parametric", cell_type) for r in records)
+             if m is not None]
+    top, out = config.topology, {}
+    for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
+        vals = [m[e] for m in costs for e in edges if np.isfinite(m[e])]
+        out[part] = float(np.mean(vals)) if vals else np.nan
+    return out
+
+
 def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     """One row of the runs table: the rung, the seed, the statistics (the
     paper's and the tie-aware ones), accuracy and gap, early and late winners,
@@ -125,13 +137,9 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     stats = patterns.statistics(h, cell_type)
     for name in STATISTICS:
         row[f"{name}.holds"] = stats[name]["holds"]
-    top = c.topology
     for split in ("train", "heldout"):  # the mean conv cost of the last tenth of the epochs, per kind of edge
-        costs = [m for m in (record.edge_costs(r, split, c, "parametric", cell_type) for r in last10)
-                 if m is not None]
-        for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
-            vals = [m[e] for m in costs for e in edges if np.isfinite(m[e])]
-            row[f"late_conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan
+        for part, value in _conv_cost_by_kind(last10, split, c, cell_type).items():
+            row[f"late_conv_cost_{split}_{part}"] = value
     row["empty_phase.holds"] = patterns.empty_phase(h, cell_type)["holds"]
     row["deep_avoided.holds"] = patterns.deep_avoided(h, cell_type)["holds"]
     first_p = np.mean(record.p_none(recs[0], cell_type))
@@ -147,7 +155,6 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
     """Per epoch (thinned to CURVE_POINTS): edges selected (argmax and
     decisively), p(none) per edge, accuracies, the train output cost, and the
     mean conv cost of the input edges and of the deep edges on each split."""
-    top = h.config.topology
     recs = h.records
     keep = sorted(set(np.linspace(0, len(recs) - 1, min(CURVE_POINTS, len(recs))).round().astype(int)))
     rows = []
@@ -162,10 +169,8 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
                "train_output_cost": record.output_cost(r, "train"),
                **{f"p_none_e{e}": float(v) for e, v in enumerate(record.p_none(r, cell_type))}}
         for split in ("train", "heldout"):
-            cost = record.edge_costs(r, split, h.config, "parametric", cell_type)
-            for part, edges in (("input", top.input_edges), ("deep", top.deep_edges)):
-                vals = [] if cost is None else [cost[e] for e in edges if np.isfinite(cost[e])]
-                row[f"conv_cost_{split}_{part}"] = float(np.mean(vals)) if vals else np.nan
+            for part, value in _conv_cost_by_kind([r], split, h.config, cell_type).items():
+                row[f"conv_cost_{split}_{part}"] = value
         rows.append(row)
     return rows
 

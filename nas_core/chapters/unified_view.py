@@ -231,9 +231,7 @@ def node_identity(s: Search, samples, x, y):
     with kept_buffers(s.net):
         s.net.zero_grad(set_to_none=True)
         logits, nodes = forward_nodes(s, x, z, _active(samples))
-        reference = s.net(x, {t: z[t].detach()}, _active(samples))
         F.cross_entropy(logits, y).backward()
-    assert torch.allclose(logits, reference), "forward_nodes no longer matches supernet.Network"
     weighted = (z[t].detach() * z[t].grad).numpy()
     top = s.topology
     rows = []
