@@ -107,14 +107,19 @@ TIE_MARGIN = 0.02
 SELECTED, NONE_WINS, UNDECIDED = "selected", "none", "undecided"
 
 
+def edge_margins(probs) -> np.ndarray:
+    """Per edge of one cell (``probs``: edges x ops, ``none`` first): p of the best
+    op other than ``none`` minus p(none); positive where the edge is selected."""
+    p = np.asarray(probs, dtype=float)
+    return p[:, 1:].max(axis=1) - p[:, 0]
+
+
 def edge_decisions(probs, margin: float = TIE_MARGIN) -> list[str]:
-    """Per edge of one cell (``probs``: edges x ops, ``none`` first): selected,
-    none or undecided, by the margin between p(none) and the best other op.
+    """Per edge of one cell: selected, none or undecided, by its
+    :func:`edge_margins` against ``margin``.
 
     Returns one of ``selected``, ``none``, ``undecided`` per edge."""
-    p = np.asarray(probs, dtype=float)
-    gap = p[:, 1:].max(axis=1) - p[:, 0]
-    return [SELECTED if g >= margin else NONE_WINS if g <= -margin else UNDECIDED for g in gap]
+    return [SELECTED if g >= margin else NONE_WINS if g <= -margin else UNDECIDED for g in edge_margins(probs)]
 
 
 def _decisions(h: History, cell_type: str) -> list[list[str]]:

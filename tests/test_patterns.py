@@ -45,6 +45,8 @@ M = patterns.TIE_MARGIN
 def test_edge_decisions_at_the_margin():
     d = patterns.edge_decisions(probs_for([M, M * 0.99, 0.0, -M * 0.99, -M]))
     assert d == ["selected", "undecided", "undecided", "undecided", "none"]
+    np.testing.assert_allclose(patterns.edge_margins(probs_for([M, 0.0, -M, 0.3, -0.05])), [M, 0.0, -M, 0.3, -0.05],
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("deep_gap, input_gap, paper, decisive", [

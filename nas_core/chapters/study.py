@@ -133,7 +133,9 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
            "early_winners": _winners(recs[max(0, math.ceil(len(recs) / 10) - 1)], cell_type),
            "late_winners": _winners(recs[-1], cell_type),
            "positive_output_cost_steps": first_negative * steps_per_epoch(h.config),
-           **{f"p_none_e{e}": float(v) for e, v in enumerate(p_none)}}
+           **{f"p_none_e{e}": float(v) for e, v in enumerate(p_none)},
+           # by how much each edge is selected (> 0) or lost to none (< 0) at the end: a statistic's margin
+           **{f"margin_e{e}": float(v) for e, v in enumerate(patterns.edge_margins(record.probs(recs[-1], cell_type)))}}
     stats = patterns.statistics(h, cell_type)
     for name in STATISTICS:
         row[f"{name}.holds"] = stats[name]["holds"]
