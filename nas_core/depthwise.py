@@ -80,25 +80,28 @@ def _conv_same(x, w, padding, groups):
     return F.conv2d(x, w, None, 1, padding, 1, groups)
 
 
-def depthwise(x, conv):
-    """A depthwise conv. Dilation 2 with 'same' padding runs as a dense conv on the
-    polyphase components of x (the even/odd rows and columns): exactly the same
-    sums, without the CPU's slow dilated kernels (their weight gradient took up to
-    70x a dense one's)."""
-    w = conv.weight
+def depthwise(x, conv, weight=None):
+    """The depthwise conv ``conv`` (its stride, padding and dilation) with ``weight``
+    (default its own; the concatenated kernels of several such convs, applied to
+    their concatenated inputs, run as one conv). Dilation 2 with 'same' padding runs
+    as a dense conv on the polyphase components of x (the even/odd rows and
+    columns): exactly the same sums, without the CPU's slow dilated kernels (their
+    weight gradient took up to 70x a dense one's)."""
+    w = conv.weight if weight is None else weight
+    groups = w.shape[0]
     if conv.dilation == (2, 2) and conv.padding == (w.shape[-2] - 1, w.shape[-1] - 1):
         pad = (conv.padding[0] // 2, conv.padding[1] // 2)
         n, c, h, wd = x.shape
         if conv.stride == (2, 2):  # only the even rows and columns are read
             x0 = x[:, :, ::2, ::2].contiguous(memory_format=torch.channels_last)
-            return _conv_same(x0, w, pad, conv.groups)
+            return _conv_same(x0, w, pad, groups)
         if conv.stride == (1, 1) and h % 2 == 0 and wd % 2 == 0:
             # (n, c, h/2, r, w/2, s) -> (r, s, n, h/2, w/2, c): a batch of 4n phases, channels last
             ph = x.reshape(n, c, h // 2, 2, wd // 2, 2).permute(3, 5, 0, 2, 4, 1)
             ph = ph.reshape(4 * n, h // 2, wd // 2, c).permute(0, 3, 1, 2)
-            y = _conv_same(ph, w, pad, conv.groups)  # (4n, c, h/2, w/2)
+            y = _conv_same(ph, w, pad, groups)  # (4n, c, h/2, w/2)
             y = y.permute(0, 2, 3, 1).reshape(2, 2, n, h // 2, wd // 2, c).permute(2, 3, 0, 4, 1, 5)
             return y.reshape(n, h, wd, c).permute(0, 3, 1, 2)
     if conv.stride == (1, 1) and conv.dilation == (1, 1):
-        return _conv_same(x, w, conv.padding, conv.groups)
-    return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return _conv_same(x, w, conv.padding, groups)
+    return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, groups)

@@ -52,10 +52,10 @@ class Search(Bilevel):
         """Held-out output cost and accuracy on the first ``eval_size`` held-out
         images, Z drawn as in training, BN with batch statistics as in training and
         in the cost measurements (with few steps per epoch the running statistics
-        lag far behind the weights)."""
+        lag far behind the weights). No graph is built: nothing is backpropagated."""
         outs = OutputCostStats()
         n = self.config.eval_size or len(self.splits.heldout_y)
-        with kept_buffers(self.net):
+        with kept_buffers(self.net), torch.no_grad():
             for x, y in datasets.batches(self.splits.heldout_x[:n], self.splits.heldout_y[:n], 256, generator):
                 samples = self.draw(generator)
                 z = {t: s.z.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, s in samples.items()}

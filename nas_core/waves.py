@@ -1,0 +1,231 @@
+"""The fast path's cell (nas_core.supernet): its edges computed in waves.
+
+An edge can run once its input node is complete, so a cell's edges fall into
+waves: the edges that read the cell's two inputs, then those that read node 2
+(complete once every edge into it has run), then node 3's, and so on. A wave
+runs the ops of all its edges at once, which on a CPU, where a step at the small
+presets is dominated by the fixed cost of each of its many tiny kernels, is what
+makes the step fast:
+
+- one ReLU per input node, shared by every conv op of the wave that reads it;
+  each pool computed once per input node;
+- the depthwise convs of one kind (op) as one conv over their concatenated inputs
+  and kernels (nas_core.depthwise: dilated ones on polyphase components);
+- every pointwise conv of a stage as one grouped conv;
+- every BatchNorm of a stage as one BN over the concatenated channels (BN with
+  batch statistics and ``affine=False`` is per channel, so this is exact, running
+  statistics included).
+
+Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is ``BN(y)`` with
+weight Z_k), read by ``index_select`` from one flat copy of Z per cell type
+with a constant 1 after each (cell, edge) row (the weight of the sep convs'
+first units), so dL/dZ arrives through the same autograd graph. Every gradient
+stays channels-last (nas_core.fused). An edge one of whose ops has a forward
+hook runs the plain way (a hook sees each op's call, which the fused sum never
+makes). tests/test_fastpath.py checks the result against the plain path.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .depthwise import depthwise
+from .fused import cat_channels
+from .ops import OPS
+
+MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
+    "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
+ONE = len(OPS)  # offset of the constant 1 that follows each row of the flat Z
+ROW = len(OPS) + 1
+CL = torch.channels_last
+
+
+def _global_hooks() -> bool:
+    m = nn.modules.module
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
+
+
+def _hooked(edge, ks) -> bool:
+    return any(edge.ops[k]._forward_hooks or edge.ops[k]._forward_pre_hooks for k in ks)
+
+
+def batch_norm(x, bns, weight, training):
+    """The BNs ``bns`` (affine=False, one per consecutive block of channels of x)
+    applied at once, with ``weight`` multiplying the normalised output. Running
+    statistics are updated in each module as its own forward would."""
+    b0 = bns[0]
+    if len(bns) == 1:
+        rm, rv = b0.running_mean, b0.running_var
+    else:
+        rm = torch.cat([b.running_mean for b in bns])
+        rv = torch.cat([b.running_var for b in bns])
+    momentum = b0.momentum
+    if momentum is None and training:  # a cumulative average, as nn.BatchNorm2d with momentum=None
+        momentum = 1.0 / (float(b0.num_batches_tracked) + 1.0)
+    y = F.batch_norm(x, rm, rv, weight, None, training, 0.0 if momentum is None else momentum, b0.eps)
+    if training:
+        with torch.no_grad():
+            if len(bns) > 1:
+                sizes = [b.num_features for b in bns]
+                # through .data: as inside BN's own kernel, the buffers' version counters do not move
+                # (autograd saved them in graphs that may still be waiting for backward)
+                torch._foreach_copy_([b.running_mean.data for b in bns], list(rm.split(sizes)))
+                torch._foreach_copy_([b.running_var.data for b in bns], list(rv.split(sizes)))
+            torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
+    return y
+
+
+def _separable(groups):
+    """Depthwise then pointwise convs. ``groups``: (input, DilConv units of one op)
+    pairs, the input the channel concatenation of the units' inputs. Each group's
+    depthwise convs run as one conv, then every pointwise conv as one grouped conv.
+    Each depthwise output is made channels-last (a polyphase one at 2x2 is not), else
+    the cat and every BN behind it would run in NCHW order (see nas_core.fused)."""
+    outs = []
+    for x, units in groups:
+        dw = units[0][1]
+        w = dw.weight if len(units) == 1 else torch.cat([u[1].weight for u in units])
+        outs.append(depthwise(x, dw, w).contiguous(memory_format=CL))
+    pw = [u[2].weight for _, units in groups for u in units]
+    return F.conv2d(cat_channels(outs), pw[0] if len(pw) == 1 else torch.cat(pw), groups=len(pw))
+
+
+def _by_op(units):
+    """Consecutive runs of units with the same op (the units are sorted by op)."""
+    runs = []
+    for u in units:
+        if runs and runs[-1][0][0] == u[0]:
+            runs[-1].append(u)
+        else:
+            runs.append([u])
+    return runs
+
+
+class Waves:
+    """The fast forward pass of one :class:`nas_core.supernet.Cell` (see the module
+    docstring); ``cell.edges[e].ops`` hold the parameters, as on the plain path."""
+
+    def __init__(self, cell):
+        self.cell = cell
+        self._index: dict = {}
+
+    def index(self, zf, positions, c):
+        """``c`` copies of each position in the flat Z, as an index tensor (cached)."""
+        key = (positions, c, zf.device)
+        idx = self._index.get(key)
+        if idx is None:
+            idx = torch.tensor([p for p in positions for _ in range(c)], dtype=torch.long, device=zf.device)
+            self._index[key] = idx
+        return idx
+
+    def forward(self, states, zf, base, active):
+        """The cell's intermediate nodes from its two preprocessed inputs ``states``
+        (a list, extended in place). ``zf``: the flat Z of the cell's type, this
+        cell's rows starting at ``base``; ``active[e]``: the ops that run on edge e."""
+        cell = self.cell
+        edges = cell.topology.edges
+        n_nodes = 2 + cell.topology.steps
+        acc: dict = {}
+
+        def run(sources):
+            wave = [e for e, (i, _) in enumerate(edges) if i in sources and active[e]]
+            if _global_hooks():
+                plain, wave = wave, []
+            else:
+                plain = [e for e in wave if _hooked(cell.edges[e], active[e])]
+                wave = [e for e in wave if e not in plain]
+            for e in plain:  # hooks expect each op's own call, input and output
+                b = base + e * ROW
+                self._add(acc, edges[e][1], cell.edges[e](states[edges[e][0]], zf[b:b + len(OPS)], active[e]))
+            for stride in sorted({cell.edges[e].stride for e in wave}):
+                self._wave(acc, states, [e for e in wave if cell.edges[e].stride == stride], zf, base, active)
+
+        run((0, 1))
+        n, _, h, w = states[1].shape
+        for j in range(2, n_nodes):
+            node = acc.get(j)
+            if node is None:  # every incoming edge is `none`: the node is zero
+                s = 2 if cell.reduction else 1
+                node = states[1].new_zeros(n, cell.channels, -(-h // s), -(-w // s)).contiguous(memory_format=CL)
+            states.append(node)
+            if j < n_nodes - 1:
+                run((j,))
+        return states
+
+    @staticmethod
+    def _add(acc, j, y):
+        acc[j] = y if j not in acc else acc[j] + y
+
+    def _wave(self, acc, states, wave, zf, base, active):
+        cell = self.cell
+        c, training = cell.channels, cell.training
+        stride = cell.edges[wave[0]].stride
+        relu, pooled = {}, {}
+
+        def r(i):
+            if i not in relu:
+                relu[i] = F.relu(states[i])
+            return relu[i]
+
+        # stage 1: pools and the reduction's skip (weighted by Z), then the convs' first units
+        blocks, bns, pos, target = [], [], [], []
+        units = []  # (op index, op module, source node, target node, position of its Z)
+        for e in wave:
+            i, j = cell.topology.edges[e]
+            ops, b = cell.edges[e].ops, base + e * ROW
+            for k in active[e]:
+                if k == MAX or k == AVG:
+                    if (k, i) not in pooled:
+                        x = states[i]
+                        pooled[k, i] = (F.max_pool2d(x, 3, stride, 1) if k == MAX
+                                        else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
+                    blocks.append(pooled[k, i])
+                    bns.append(ops[k][1])
+                elif k == SKIP:
+                    if stride == 1:
+                        self._add(acc, j, states[i] * zf.index_select(0, self.index(zf, (b + k,), 1)))
+                        continue
+                    op, xr = ops[k], r(i)
+                    shifted = xr[:, :, 1:, 1:] if xr.shape[-1] > 1 else xr
+                    a, a2 = F.conv2d(xr, op.conv1.weight, None, 2), F.conv2d(shifted, op.conv2.weight, None, 2)
+                    if a2.shape[-2:] != a.shape[-2:]:
+                        a2 = F.pad(a2, (0, a.shape[-1] - a2.shape[-1], 0, a.shape[-2] - a2.shape[-2]))
+                    blocks.append(cat_channels([a, a2]))
+                    bns.append(op.bn)
+                elif k in (DIL3, DIL5, SEP3, SEP5):
+                    units.append((k, ops[k], i, j, b + k))
+                    continue
+                else:
+                    raise ValueError(f"op {OPS[k]} has no fused form")
+                pos.append(b + k)
+                target.append(j)
+        # dilated convs first (weighted by Z), then the sep convs' first units (weight 1); by op within each
+        units.sort(key=lambda u: (u[0] in (SEP3, SEP5), u[0]))
+        sep = [u for u in units if u[0] in (SEP3, SEP5)]
+        first = [u if u[0] in (DIL3, DIL5) else (u[0], u[1][0]) + u[2:] for u in units]
+        if units:
+            blocks.append(_separable([(cat_channels([r(u[2]) for u in run]), [u[1] for u in run])
+                                      for run in _by_op(first)]))
+            bns += [u[1][3] for u in first]
+            pos += [u[4] for u in first[:len(first) - len(sep)]] + [u[4] - u[0] + ONE for u in sep]
+            target += [u[3] for u in first[:len(first) - len(sep)]]
+        if not blocks:
+            return
+        weight = None if not target else zf.index_select(0, self.index(zf, tuple(pos), c))
+        y = batch_norm(cat_channels(blocks), bns, weight, training)
+        parts = y.split([c] * len(target) + ([len(sep) * c] if sep else []), dim=1)
+        for j, part in zip(target, parts):
+            self._add(acc, j, part)
+        if not sep:
+            return
+        # stage 2: the sep convs' second units, weighted by Z; one ReLU per op, made dense channels-last
+        runs = _by_op(sep)
+        rest = parts[-1]
+        pieces = rest.split([len(run) * c for run in runs], dim=1) if len(runs) > 1 else [rest]
+        y2 = _separable([(F.relu(piece).contiguous(memory_format=CL), [u[1][1] for u in run])
+                         for piece, run in zip(pieces, runs)])
+        w2 = zf.index_select(0, self.index(zf, tuple(u[4] for u in sep), c))
+        y2 = batch_norm(y2, [u[1][1][3] for u in sep], w2, training)
+        for u, part in zip(sep, y2.split(c, dim=1) if len(sep) > 1 else [y2]):
+            self._add(acc, u[3], part)
