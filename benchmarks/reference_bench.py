@@ -11,6 +11,11 @@ and DSNAS steps per second against an older nas_core.
   (one subprocess per configuration, 1 torch thread); ratio = median over rounds
   of t(nas_core) / t(reference). Target <= 0.5. The last line printed is
   ``reference ratio: X.XX``, the worst over the configurations measured.
+* **bi-level DARTS time**: the faithful ``bilevel`` preset (DARTS, first order, 3
+  cells, C=8, batch 32, 128 clean training images, held-out accuracy on 256 images
+  every epoch) run for whole epochs in a subprocess with 1 torch thread; the wall
+  time per iteration (held-out alpha step, training step, the epoch's share of the
+  evaluation and record), extrapolated to 13k steps. Target: at most 15 minutes.
 * **DSNAS steps/s** at the small preset (4 cells, C=8, batch 32, 8x8 digits):
   this checkout against ``--old REF`` (default 0e96e4d, checked out in a temporary
   git worktree, removed afterwards), each in its own subprocess, alternating;
@@ -39,6 +44,7 @@ ROOT = HERE.parent
 CELLS, CHANNELS, BATCH = 8, 16, 64
 TARGET = 0.5
 DSNAS_TARGET = 2.0
+BILEVEL_STEPS, BILEVEL_TARGET_MIN = 13_000, 15.0
 SECTION = "# Reference: nas_core's DARTS step against a textbook DARTS supernet"
 
 
@@ -123,6 +129,23 @@ def child_dsnas(spec: dict) -> dict:
     return {"steps_per_s": spec["steps"] / dt, "module": nas_core.__file__}
 
 
+def child_bilevel(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from nas_core.presets import preset
+    from nas_core.search import Search
+
+    s = Search(preset("bilevel", seed=0))
+    s.run_epoch()  # warm-up
+    t = time.perf_counter()
+    for _ in range(spec["epochs"]):
+        s.run_epoch()
+    dt = time.perf_counter() - t
+    steps = spec["epochs"] * -(-len(s.splits.train_y) // s.config.batch_size)
+    return {"ms_per_step": 1e3 * dt / steps, "epochs": spec["epochs"], "steps": steps}
+
+
 # ---------------------------------------------------------------------------------------------
 # parent
 # ---------------------------------------------------------------------------------------------
@@ -183,18 +206,23 @@ def main(argv=None):
     p.add_argument("--min-rounds", type=int, default=None)
     p.add_argument("--max-rounds", type=int, default=None)
     p.add_argument("--old", default="0e96e4d", help="git ref the DSNAS steps/s are compared with ('' skips it)")
+    p.add_argument("--bilevel-epochs", type=int, default=None, help="epochs timed (0 skips it)")
     p.add_argument("--dsnas-rounds", type=int, default=None)
     p.add_argument("--dsnas-steps", type=int, default=None)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--out", default=None)
     p.add_argument("--child-ratio", help=argparse.SUPPRESS)
     p.add_argument("--child-dsnas", help=argparse.SUPPRESS)
+    p.add_argument("--child-bilevel", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child_ratio:
         print(json.dumps(child_ratio(json.loads(args.child_ratio))))
         return 0
     if args.child_dsnas:
         print(json.dumps(child_dsnas(json.loads(args.child_dsnas))))
+        return 0
+    if args.child_bilevel:
+        print(json.dumps(child_bilevel(json.loads(args.child_bilevel))))
         return 0
 
     quick = args.quick
@@ -234,6 +262,11 @@ def main(argv=None):
     if args.old:
         dsnas = dsnas_compare(args.old, args.dsnas_rounds or (2 if quick else 3),
                               args.dsnas_steps or (100 if quick else 200), args.timeout)
+    epochs = args.bilevel_epochs if args.bilevel_epochs is not None else (5 if quick else 40)
+    bilevel = launch("bilevel", {"epochs": epochs}, str(ROOT), args.timeout) if epochs else None
+    if bilevel and "ms_per_step" in bilevel:
+        print(f"bi-level DARTS (faithful preset): {bilevel['ms_per_step']:.1f} ms per iteration, "
+              f"{bilevel['ms_per_step'] * BILEVEL_STEPS / 6e4:.1f} min for {BILEVEL_STEPS} steps", flush=True)
     meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "python": platform.python_version(), "cpus": os.cpu_count(), "load": (load0, os.getloadavg()),
             "wall": time.monotonic() - started,
@@ -241,7 +274,7 @@ def main(argv=None):
     import torch
 
     meta["torch"] = torch.__version__
-    text, worst = report(rows, dsnas, meta, args.old)
+    text, worst = report(rows, dsnas, bilevel, meta, args.old)
     out = Path(args.out) if args.out else HERE / ("results-quick.md" if quick else "results.md")
     old_text = out.read_text() if out.exists() else ""
     if SECTION in old_text:  # replace our previous section
@@ -254,7 +287,7 @@ def main(argv=None):
     return 0
 
 
-def report(rows, dsnas, meta, old_ref):
+def report(rows, dsnas, bilevel, meta, old_ref):
     lines = [SECTION, "",
              f"- date: {meta['date']}; torch {meta['torch']}, Python {meta['python']}; 1 torch thread "
              f"(machine has {meta['cpus']} CPUs); load average at start / end {meta['load'][0][0]:.2f} / "
@@ -299,6 +332,20 @@ def report(rows, dsnas, meta, old_ref):
             speedup = new / old
             verdict.append(f"- DSNAS steps/s against `{old_ref}`: **{speedup:.2f}x** (target >= {DSNAS_TARGET}x): "
                            f"**{'PASS' if speedup >= DSNAS_TARGET else 'FAIL'}**")
+    if bilevel is not None:
+        lines += ["", "## Bi-level DARTS at the faithful preset", "",
+                  "`preset(\"bilevel\")` (DARTS first order, 3 cells, C=8, batch 32, 128 clean training images, "
+                  "4 iterations per epoch, held-out accuracy on 256 images every epoch), whole epochs in a fresh "
+                  "subprocess, 1 torch thread; wall time per iteration including the epoch's evaluation and record.", ""]
+        if "error" in bilevel:
+            lines.append(f"not measured: {bilevel['error']}")
+        else:
+            minutes = bilevel["ms_per_step"] * BILEVEL_STEPS / 6e4
+            lines += ["| epochs timed | iterations | ms per iteration | minutes for 13k steps |", "|---:|---:|---:|---:|",
+                      f"| {bilevel['epochs']} | {bilevel['steps']} | {bilevel['ms_per_step']:.1f} | {minutes:.1f} |"]
+            verdict.append(f"- a {BILEVEL_STEPS // 1000}k-step bi-level DARTS run at the faithful preset: "
+                           f"**{minutes:.1f} min** on one core (target <= {BILEVEL_TARGET_MIN:.0f}): "
+                           f"**{'PASS' if minutes <= BILEVEL_TARGET_MIN else 'FAIL'}**")
     lines += ["", "## Verdict (reference)", ""] + verdict + [""]
     return "\n".join(lines), worst
 
