@@ -32,7 +32,7 @@ from torch import nn
 
 from .depthwise import depthwise
 from .fused import cat_channels
-from .ops import OPS
+from .ops import NONE, OPS
 
 MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
@@ -175,6 +175,8 @@ class Waves:
             i, j = cell.topology.edges[e]
             ops, b = cell.edges[e].ops, base + e * ROW
             for k in active[e]:
+                if k == NONE:  # contributes exactly 0 (and its cost is 0)
+                    continue
                 if k == MAX or k == AVG:
                     if (k, i) not in pooled:
                         x = states[i]

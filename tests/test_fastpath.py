@@ -207,3 +207,37 @@ def test_depthwise_kernel_cropped_to_small_inputs_is_exact(size, k):
     _close(ref.detach(), out.detach(), "output")
     for a, b_, what in zip(torch.autograd.grad(ref, (x, w), dy), torch.autograd.grad(out, (x, w), dy), ("x", "w")):
         _close(a, b_, f"grad {what}")
+
+
+def _convolutions(net, x, z, active):
+    """The convolution kernels one forward pass of ``net`` launches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        net(x, z, active)
+    return Count.n
+
+
+def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_pointwise_conv():
+    """One all_normal minimal cell, every op on every edge (DARTS): the plain path runs
+    12 convs per edge (each sep conv 4, each dilated conv 2); the fast path's two waves
+    (the four input edges, then the deep edge) each run one depthwise conv per conv op
+    and one grouped pointwise conv per stage, 4 + 1 + 2 + 1. Both add the stem and the
+    two preprocessing convs."""
+    from nas_core.supernet import Network
+    from nas_core.space import Topology
+
+    topo = Topology.named("minimal")
+    x = torch.randn(4, 1, 8, 8)
+    z = {"normal": torch.rand(1, topo.n_edges, 8)}
+    active = {"normal": [list(range(1, 8))] * topo.n_edges}  # every op but `none`, which never runs
+    counts = {fast: _convolutions(Network(topo, 1, 4, 1, 10, fast=fast), x, z, active) for fast in (False, True)}
+    assert counts == {False: 3 + 12 * topo.n_edges, True: 3 + 2 * (4 + 1 + 2 + 1)}
