@@ -13,28 +13,46 @@ import torch.nn.functional as F
 
 class CostStats:
     """Mean, variance and count of the cost per (cell, edge, op) over the steps
-    of one epoch, counting only steps in which the op was computed."""
+    of one epoch, counting only steps in which the op was computed. The sums stay
+    tensors on the costs' device (no synchronisation per step, which on a GPU would
+    stall every step); ``total``, ``total_sq``, ``count`` and ``summary`` read them."""
 
     def __init__(self, n_cells: int, n_edges: int, n_ops: int):
-        shape = (n_cells, n_edges, n_ops)
-        self.total = np.zeros(shape)
-        self.total_sq = np.zeros(shape)
-        self.count = np.zeros(shape, dtype=np.int64)
+        self.shape = (n_cells, n_edges, n_ops)
+        self._sums = None  # (3, cells, edges, ops) float64: sum, sum of squares, count
 
-    def add(self, cost: np.ndarray, computed: np.ndarray):
-        """``cost`` (cells, edges, ops); ``computed`` (cells, edges, ops) boolean."""
-        c = np.where(computed, cost, 0.0)
-        self.total += c
-        self.total_sq += c * c
-        self.count += computed
+    def add(self, cost, computed):
+        """``cost`` (cells, edges, ops) and ``computed`` (the same shape, boolean):
+        tensors (kept on their device) or numpy arrays."""
+        cost = torch.as_tensor(cost)
+        computed = torch.as_tensor(computed, device=cost.device)
+        c = torch.where(computed, cost.to(torch.float64), 0.0)
+        step = torch.stack([c, c * c, computed.to(torch.float64)])
+        self._sums = step if self._sums is None else self._sums.add_(step)
+
+    def _read(self, i: int) -> np.ndarray:
+        return np.zeros(self.shape) if self._sums is None else self._sums[i].cpu().numpy()
+
+    @property
+    def total(self) -> np.ndarray:
+        return self._read(0)
+
+    @property
+    def total_sq(self) -> np.ndarray:
+        return self._read(1)
+
+    @property
+    def count(self) -> np.ndarray:
+        return self._read(2).astype(np.int64)
 
     def summary(self) -> dict:
-        n = np.maximum(self.count, 1)
-        mean = self.total / n
-        var = np.maximum(self.total_sq / n - mean**2, 0.0)
-        mean = np.where(self.count > 0, mean, np.nan)
-        var = np.where(self.count > 0, var, np.nan)
-        return {"mean": _json(mean), "var": _json(var), "count": self.count.tolist()}
+        total, total_sq, count = self.total, self.total_sq, self.count
+        n = np.maximum(count, 1)
+        mean = total / n
+        var = np.maximum(total_sq / n - mean**2, 0.0)
+        mean = np.where(count > 0, mean, np.nan)
+        var = np.where(count > 0, var, np.nan)
+        return {"mean": _json(mean), "var": _json(var), "count": count.tolist()}
 
 
 def _json(a: np.ndarray):
@@ -60,22 +78,30 @@ class OutputCostStats:
     classified samples."""
 
     def __init__(self):
-        self.sums = {g: np.zeros(4) for g in ("correct", "wrong")}  # n, cost, loss, entropy
+        self._sums = None  # (2, 4) float64 tensor on the logits' device: correct, wrong x n, cost, loss, entropy
 
     def add(self, logits: torch.Tensor, y: torch.Tensor):
-        cost, loss, entropy = (t.detach().double().cpu() for t in output_cost(logits, y))
-        right = (logits.argmax(-1) == y).cpu()
-        for group, mask in (("correct", right), ("wrong", ~right)):
-            self.sums[group] += [mask.sum().item(), cost[mask].sum().item(),
-                                 loss[mask].sum().item(), entropy[mask].sum().item()]
+        """Adds a batch's per-sample output costs (on the logits' device, no synchronisation)."""
+        logits = logits.detach()
+        cost, loss, entropy = output_cost(logits, y)
+        right = (logits.argmax(-1) == y).to(torch.float64)
+        q = torch.stack([torch.ones_like(cost), cost, loss, entropy]).to(torch.float64)  # (4, batch)
+        step = torch.stack([q @ right, q @ (1.0 - right)])
+        self._sums = step if self._sums is None else self._sums.add_(step)
+
+    @property
+    def sums(self) -> dict:
+        """{"correct" | "wrong": numpy [n, sum of output cost, of loss, of entropy]}."""
+        sums = np.zeros((2, 4)) if self._sums is None else self._sums.cpu().numpy()
+        return {"correct": sums[0], "wrong": sums[1]}
 
     def summary(self) -> dict:
-        out = {}
-        for group, (n, cost, loss, entropy) in self.sums.items():
+        out, sums = {}, self.sums
+        for group, (n, cost, loss, entropy) in sums.items():
             d = max(n, 1)
             out[group] = {"n": int(n), "output_cost": cost / d, "loss": loss / d, "entropy": entropy / d}
-        total = sum(s[0] for s in self.sums.values())
-        out["accuracy"] = self.sums["correct"][0] / max(total, 1)
-        out["loss"] = sum(s[2] for s in self.sums.values()) / max(total, 1)
-        out["output_cost"] = sum(s[1] for s in self.sums.values()) / max(total, 1)
+        total = sum(s[0] for s in sums.values())
+        out["accuracy"] = sums["correct"][0] / max(total, 1)
+        out["loss"] = sum(s[2] for s in sums.values()) / max(total, 1)
+        out["output_cost"] = sum(s[1] for s in sums.values()) / max(total, 1)
         return out

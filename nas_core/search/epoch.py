@@ -40,7 +40,7 @@ class Search(Bilevel):
                         samples = self.draw(generator, relax=Darts())
                         _, logits, z = self.forward_backward(x, y, samples, weight_grads=False)
                         outs[split].add(logits.detach(), y)
-                        stats[split].add(*self.costs(z, samples))
+                        stats[split].add(*self.cost_tensors(z, samples))
                         done += 1
                         if done == n_batches:
                             break

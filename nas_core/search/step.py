@@ -80,20 +80,39 @@ class Step(SearchState):
         return {"loss": loss.detach(), "logits": logits.detach(), "z": {t: v.detach() for t, v in z.items()},
                 "cost": {t: v.grad for t, v in z.items()}}
 
-    def costs(self, z, samples):
-        """Cost per (cell in network order, edge, op) and which entries were computed.
+    def cost_tensors(self, z, samples):
+        """Cost per (cell in network order, edge, op), and which entries were computed,
+        as tensors on the device (what the epoch's statistics add up without a sync).
         ``none`` counts as computed (with cost exactly 0) whenever its Z is positive."""
-        per_type = {t: z[t].grad.detach().double().cpu().numpy() for t in z}
-        computed = {}
-        for t, s in samples.items():
+        order = self._network_order()
+        grads = [z[t].grad.detach() for t in self.types]
+        cost = grads[0] if order is None else torch.cat(grads).index_select(0, order)
+        masks = []
+        for t in self.types:
+            s = samples[t]
             m = np.zeros(s.z.shape, dtype=bool)
             for e, ops in enumerate(s.active):
                 m[e, ops] = True
-            m[:, NONE] = s.z[:, NONE].detach().cpu().numpy() > 0
-            computed[t] = m
-        cost = np.stack([per_type[t][i] for t, i in self.cell_index])
-        mask = np.stack([computed[t] for t, _ in self.cell_index])
+            m = torch.from_numpy(m).to(s.z.device)
+            m[:, NONE] = s.z[:, NONE].detach() > 0
+            masks.append(m.unsqueeze(0).expand(self.net.count(t), -1, -1))
+        mask = masks[0] if order is None else torch.cat(masks).index_select(0, order)
         return cost, mask
+
+    def costs(self, z, samples):
+        """:meth:`cost_tensors` as float64 numpy arrays (for reading; the epoch keeps tensors)."""
+        cost, mask = self.cost_tensors(z, samples)
+        return cost.double().cpu().numpy(), mask.cpu().numpy()
+
+    def _network_order(self):
+        """Rows of the costs concatenated by cell type that give network order (None: one
+        type, already in network order)."""
+        if len(self.types) == 1:
+            return None
+        if getattr(self, "_order", None) is None or self._order.device != self.device:
+            start = {t: sum(self.net.count(u) for u in self.types[:i]) for i, t in enumerate(self.types)}
+            self._order = torch.tensor([start[t] + i for t, i in self.cell_index], device=self.device)
+        return self._order
 
     def _alpha_step(self, samples, cost_by_type):
         self.a_opt.zero_grad(set_to_none=True)
@@ -125,7 +144,7 @@ class Step(SearchState):
         if outs is not None:
             outs[split].add(logits.detach(), y)
         if stats is not None and self.config.record_costs:
-            stats[split].add(*self.costs(z, samples))
+            stats[split].add(*self.cost_tensors(z, samples))
 
     def train_step(self, x, y, generator, stats=None, outs=None, update_weights=True, update_alpha=True):
         """Single-level step: one backward gives both the weights' and alpha's gradients.
