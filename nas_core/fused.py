@@ -62,3 +62,29 @@ def cat_channels(parts) -> torch.Tensor:
     if torch.is_grad_enabled() and any(p.requires_grad for p in parts):
         return CatChannels.apply(*parts)
     return torch.cat(parts, dim=1)
+
+
+class SplitChannels(torch.autograd.Function):
+    """``x.split(sizes, dim=1)`` as dense channels-last copies (a channel slice of a
+    channels-last tensor is dense in no layout, and every op that reads it would
+    copy it first), whose backward concatenates the gradients."""
+
+    @staticmethod
+    def forward(ctx, x, sizes):
+        ctx.sizes = sizes
+        return tuple(p.contiguous(memory_format=CL) for p in x.split(sizes, dim=1))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        ref = next(g for g in grads if g is not None)
+        parts = [g if g is not None else ref.new_zeros(ref.shape[0], s, *ref.shape[2:]).contiguous(memory_format=CL)
+                 for g, s in zip(grads, ctx.sizes)]
+        return torch.cat(parts, dim=1), None
+
+
+def split_channels(x: torch.Tensor, sizes) -> tuple:
+    """The channel blocks of a channels-last tensor, each dense channels-last (see
+    :class:`SplitChannels`)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return SplitChannels.apply(x, list(sizes))
+    return tuple(p.contiguous(memory_format=CL) for p in x.split(list(sizes), dim=1))

@@ -29,7 +29,7 @@ from torch import nn
 from .fused import cat_channels, global_mean
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
 from .space import Topology
-from .waves import Waves
+from .waves import Waves, shared_preprocessing
 
 _FAST = os.environ.get("NAS_CORE_FAST", "1").strip().lower() not in ("0", "false", "no", "off", "")
 
@@ -80,12 +80,13 @@ class Cell(nn.Module):
         )
         self.waves = Waves(self)  # the fast path's forward (holds only index tensors)
 
-    def forward(self, s0, s1, z, active, base=None, nodes=None):
+    def forward(self, s0, s1, z, active, base=None, nodes=None, pre=(None, None)):
         """``z``: this cell's Z (edges x ops); on the fast path (``base`` given) the
         flat padded Z of its type, this cell's rows starting at ``base``. A list
         ``nodes`` gets this cell's intermediate nodes, their gradients retained
-        (for the node identities of the unified view)."""
-        states = [self.pre0(s0), self.pre1(s1)]
+        (for the node identities of the unified view). ``pre``: the outputs of
+        pre0 and pre1 where already computed (None: computed here)."""
+        states = [self.pre0(s0) if pre[0] is None else pre[0], self.pre1(s1) if pre[1] is None else pre[1]]
         if base is not None:
             self.waves.forward(states, z, base, active)
         else:
@@ -163,13 +164,28 @@ class Network(nn.Module):
         else:
             s0 = s1 = self.stem(x)
         seen = {t: 0 for t in self.types}
-        for cell, t in zip(self.cells, self.cell_types):
+        pre = {}  # (cell, 0 | 1) -> its preprocessed input, computed with the other readers of that input
+        if fast:
+            self._share(s1, [(0, 0), (0, 1), (1, 0)], pre)
+        for k, (cell, t) in enumerate(zip(self.cells, self.cell_types)):
             if fast:
-                s0, s1 = s1, cell(s0, s1, zf[t], active[t], base=seen[t] * per_cell, nodes=nodes)
+                out = cell(s0, s1, zf[t], active[t], base=seen[t] * per_cell, nodes=nodes,
+                           pre=(pre.pop((k, 0), None), pre.pop((k, 1), None)))
+                s0, s1 = s1, out
+                self._share(out, [(k + 1, 1), (k + 2, 0)], pre)
             else:
                 s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t], nodes=nodes)
             seen[t] += 1
         return global_mean(s1) if fast else s1.mean(dim=(2, 3))
+
+    def _share(self, x, readers, pre):
+        """The preprocessing of every cell among ``readers`` ((cell, 0 | 1): its pre0
+        or pre1) that reads x, run at once where it can be (nas_core.waves)."""
+        readers = [(k, i) for k, i in readers if k < len(self.cells)]
+        modules = [self.cells[k].pre0 if i == 0 else self.cells[k].pre1 for k, i in readers]
+        for r, y in zip(readers, shared_preprocessing(x, modules, self.training)):
+            if y is not None:
+                pre[r] = y
 
     def forward(self, x, z, active, nodes=None):
         """Logits; a list ``nodes`` gets each cell's intermediate nodes (see :class:`Cell`)."""

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .depthwise import depthwise
-from .fused import cat_channels
-from .ops import NONE, OPS
+from .fused import cat_channels, split_channels
+from .ops import NONE, OPS, ReLUConvBN
 
 MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
@@ -100,6 +100,24 @@ def _by_op(units):
         else:
             runs.append([u])
     return runs
+
+
+def shared_preprocessing(x, modules, training):
+    """The cells' preprocessing ops ``modules`` that read the same tensor x (a cell's
+    output is read by the next two cells; the stem's by the first two), those that
+    are ReLU-1x1 conv-BN without hooks run as one ReLU, one conv and one BN. Returns
+    one output per module, None for those left to their cell."""
+    fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN) and not _global_hooks()
+             and not any(u._forward_hooks or u._forward_pre_hooks for u in m.modules())]
+    out = [None] * len(modules)
+    if len(fused) < 2:
+        return out
+    ms = [modules[i] for i in fused]
+    y = F.conv2d(F.relu(x), torch.cat([m[1].weight for m in ms]))
+    y = batch_norm(y, [m[2] for m in ms], None, training)
+    for i, part in zip(fused, split_channels(y, [m[1].out_channels for m in ms])):
+        out[i] = part
+    return out
 
 
 class Waves:

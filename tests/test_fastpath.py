@@ -230,8 +230,9 @@ def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_po
     """One all_normal minimal cell, every op on every edge (DARTS): the plain path runs
     12 convs per edge (each sep conv 4, each dilated conv 2); the fast path's two waves
     (the four input edges, then the deep edge) each run one depthwise conv per conv op
-    and one grouped pointwise conv per stage, 4 + 1 + 2 + 1. Both add the stem and the
-    two preprocessing convs."""
+    and one grouped pointwise conv per stage, 4 + 1 + 2 + 1. Both add the stem; the
+    plain path runs the two preprocessing convs, the fast path one for both (they read
+    the same stem output)."""
     from nas_core.supernet import Network
     from nas_core.space import Topology
 
@@ -240,4 +241,4 @@ def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_po
     z = {"normal": torch.rand(1, topo.n_edges, 8)}
     active = {"normal": [list(range(1, 8))] * topo.n_edges}  # every op but `none`, which never runs
     counts = {fast: _convolutions(Network(topo, 1, 4, 1, 10, fast=fast), x, z, active) for fast in (False, True)}
-    assert counts == {False: 3 + 12 * topo.n_edges, True: 3 + 2 * (4 + 1 + 2 + 1)}
+    assert counts == {False: 3 + 12 * topo.n_edges, True: 2 + 2 * (4 + 1 + 2 + 1)}
