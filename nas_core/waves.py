@@ -46,8 +46,8 @@ def _global_hooks() -> bool:
     return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
 
 
-def _hooked(edge, ks) -> bool:
-    return any(edge.ops[k]._forward_hooks or edge.ops[k]._forward_pre_hooks for k in ks)
+def _hooked(ops, ks) -> bool:
+    return any(ops[k]._forward_hooks or ops[k]._forward_pre_hooks for k in ks)
 
 
 def batch_norm(x, bns, weight, training):
@@ -77,17 +77,17 @@ def batch_norm(x, bns, weight, training):
 
 
 def _separable(groups):
-    """Depthwise then pointwise convs. ``groups``: (input, DilConv units of one op)
-    pairs, the input the channel concatenation of the units' inputs. Each group's
+    """Depthwise then pointwise convs. ``groups``: (input, (depthwise, pointwise, BN)
+    units of one op) pairs, the input the channel concatenation of the units' inputs. Each group's
     depthwise convs run as one conv, then every pointwise conv as one grouped conv.
     Each depthwise output is made channels-last (a polyphase one at 2x2 is not), else
     the cat and every BN behind it would run in NCHW order (see nas_core.fused)."""
     outs = []
     for x, units in groups:
-        dw = units[0][1]
-        w = dw.weight if len(units) == 1 else torch.cat([u[1].weight for u in units])
+        dw = units[0][0]
+        w = dw.weight if len(units) == 1 else torch.cat([u[0].weight for u in units])
         outs.append(depthwise(x, dw, w).contiguous(memory_format=CL))
-    pw = [u[2].weight for _, units in groups for u in units]
+    pw = [u[1].weight for _, units in groups for u in units]
     return F.conv2d(cat_channels(outs), pw[0] if len(pw) == 1 else torch.cat(pw), groups=len(pw))
 
 
@@ -108,7 +108,7 @@ def shared_preprocessing(x, modules, training):
     are ReLU-1x1 conv-BN without hooks run as one ReLU, one conv and one BN. Returns
     one output per module, None for those left to their cell."""
     fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN) and not _global_hooks()
-             and not any(u._forward_hooks or u._forward_pre_hooks for u in m.modules())]
+             and not any(u._forward_hooks or u._forward_pre_hooks for u in (m, *m))]
     out = [None] * len(modules)
     if len(fused) < 2:
         return out
@@ -127,6 +127,23 @@ class Waves:
     def __init__(self, cell):
         self.cell = cell
         self._index: dict = {}
+        # per edge and op, the modules the fused forward reads (indexing nn containers every step
+        # cost a few percent of a small DSNAS step): a pool's BN, the reduction's skip, or the
+        # (depthwise, pointwise, BN) stages of a conv op
+        self.parts = [[self._parts(k, op) for k, op in enumerate(edge.ops)] for edge in cell.edges]
+        self.ops = [list(edge.ops) for edge in cell.edges]
+        self.edges = list(cell.topology.edges)
+        self.strides = [edge.stride for edge in cell.edges]
+
+    @staticmethod
+    def _parts(k, op):
+        if k in (MAX, AVG):
+            return op[1]
+        if k in (DIL3, DIL5):
+            return ((op[1], op[2], op[3]),)
+        if k in (SEP3, SEP5):
+            return tuple((unit[1], unit[2], unit[3]) for unit in op)
+        return op
 
     def index(self, zf, positions, c):
         """``c`` copies of each position in the flat Z, as an index tensor (cached)."""
@@ -142,7 +159,7 @@ class Waves:
         (a list, extended in place). ``zf``: the flat Z of the cell's type, this
         cell's rows starting at ``base``; ``active[e]``: the ops that run on edge e."""
         cell = self.cell
-        edges = cell.topology.edges
+        edges, strides = self.edges, self.strides
         n_nodes = 2 + cell.topology.steps
         acc: dict = {}
 
@@ -151,13 +168,13 @@ class Waves:
             if _global_hooks():
                 plain, wave = wave, []
             else:
-                plain = [e for e in wave if _hooked(cell.edges[e], active[e])]
+                plain = [e for e in wave if _hooked(self.ops[e], active[e])]
                 wave = [e for e in wave if e not in plain]
             for e in plain:  # hooks expect each op's own call, input and output
                 b = base + e * ROW
                 self._add(acc, edges[e][1], cell.edges[e](states[edges[e][0]], zf[b:b + len(OPS)], active[e]))
-            for stride in sorted({cell.edges[e].stride for e in wave}):
-                self._wave(acc, states, [e for e in wave if cell.edges[e].stride == stride], zf, base, active)
+            for stride in sorted({strides[e] for e in wave}):
+                self._wave(acc, states, [e for e in wave if strides[e] == stride], zf, base, active, stride)
 
         run((0, 1))
         n, _, h, w = states[1].shape
@@ -175,10 +192,9 @@ class Waves:
     def _add(acc, j, y):
         acc[j] = y if j not in acc else acc[j] + y
 
-    def _wave(self, acc, states, wave, zf, base, active):
+    def _wave(self, acc, states, wave, zf, base, active, stride):
         cell = self.cell
         c, training = cell.channels, cell.training
-        stride = cell.edges[wave[0]].stride
         relu, pooled = {}, {}
 
         def r(i):
@@ -188,10 +204,10 @@ class Waves:
 
         # stage 1: pools and the reduction's skip (weighted by Z), then the convs' first units
         blocks, bns, pos, target = [], [], [], []
-        units = []  # (op index, op module, source node, target node, position of its Z)
+        units = []  # (op index, its (depthwise, pointwise, BN) stages, source node, target node, position of its Z)
         for e in wave:
-            i, j = cell.topology.edges[e]
-            ops, b = cell.edges[e].ops, base + e * ROW
+            i, j = self.edges[e]
+            ops, b = self.parts[e], base + e * ROW
             for k in active[e]:
                 if k == NONE:  # contributes exactly 0 (and its cost is 0)
                     continue
@@ -201,7 +217,7 @@ class Waves:
                         pooled[k, i] = (F.max_pool2d(x, 3, stride, 1) if k == MAX
                                         else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
                     blocks.append(pooled[k, i])
-                    bns.append(ops[k][1])
+                    bns.append(ops[k])
                 elif k == SKIP:
                     if stride == 1:
                         self._add(acc, j, states[i] * zf.index_select(0, self.index(zf, (b + k,), 1)))
@@ -223,11 +239,11 @@ class Waves:
         # dilated convs first (weighted by Z), then the sep convs' first units (weight 1); by op within each
         units.sort(key=lambda u: (u[0] in (SEP3, SEP5), u[0]))
         sep = [u for u in units if u[0] in (SEP3, SEP5)]
-        first = [u if u[0] in (DIL3, DIL5) else (u[0], u[1][0]) + u[2:] for u in units]
+        first = [(u[0], u[1][0]) + u[2:] for u in units]  # each op's first stage
         if units:
             blocks.append(_separable([(cat_channels([r(u[2]) for u in run]), [u[1] for u in run])
                                       for run in _by_op(first)]))
-            bns += [u[1][3] for u in first]
+            bns += [u[1][2] for u in first]
             pos += [u[4] for u in first[:len(first) - len(sep)]] + [u[4] - u[0] + ONE for u in sep]
             target += [u[3] for u in first[:len(first) - len(sep)]]
         if not blocks:
@@ -246,6 +262,6 @@ class Waves:
         y2 = _separable([(F.relu(piece).contiguous(memory_format=CL), [u[1][1] for u in run])
                          for piece, run in zip(pieces, runs)])
         w2 = zf.index_select(0, self.index(zf, tuple(u[4] for u in sep), c))
-        y2 = batch_norm(y2, [u[1][1][3] for u in sep], w2, training)
+        y2 = batch_norm(y2, [u[1][1][2] for u in sep], w2, training)
         for u, part in zip(sep, y2.split(c, dim=1) if len(sep) > 1 else [y2]):
             self._add(acc, u[3], part)
