@@ -78,7 +78,7 @@ class Cell(nn.Module):
         self.edges = nn.ModuleList(
             MixedEdge(c, 2 if reduction and i < 2 else 1) for i, _ in topology.edges
         )
-        self.waves = Waves(self)  # the fast path's forward (holds only index tensors)
+        self.waves = Waves(self)  # the fast path's forward (holds only references to these modules)
 
     def forward(self, s0, s1, z, active, base=None, nodes=None, pre=(None, None)):
         """``z``: this cell's Z (edges x ops); on the fast path (``base`` given) the

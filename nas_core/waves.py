@@ -39,6 +39,8 @@ MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
 ONE = len(OPS)  # offset of the constant 1 that follows each row of the flat Z
 ROW = len(OPS) + 1
 CL = torch.channels_last
+INDEX_CACHE = 8192
+_INDEX: dict = {}  # (positions, channels, device) -> index tensor (Waves.index)
 
 
 def _global_hooks() -> bool:
@@ -126,7 +128,6 @@ class Waves:
 
     def __init__(self, cell):
         self.cell = cell
-        self._index: dict = {}
         # per edge and op, the modules the fused forward reads (indexing nn containers every step
         # cost a few percent of a small DSNAS step): a pool's BN, the reduction's skip, or the
         # (depthwise, pointwise, BN) stages of a conv op
@@ -145,13 +146,18 @@ class Waves:
             return tuple((unit[1], unit[2], unit[3]) for unit in op)
         return op
 
-    def index(self, zf, positions, c):
-        """``c`` copies of each position in the flat Z, as an index tensor (cached)."""
+    @staticmethod
+    def index(zf, positions, c):
+        """``c`` copies of each position in the flat Z, as an index tensor, cached for
+        every cell (DSNAS draws a new set of ops each step: the
+        cache is emptied when it holds INDEX_CACHE tensors)."""
         key = (positions, c, zf.device)
-        idx = self._index.get(key)
+        idx = _INDEX.get(key)
         if idx is None:
+            if len(_INDEX) >= INDEX_CACHE:
+                _INDEX.clear()
             idx = torch.tensor([p for p in positions for _ in range(c)], dtype=torch.long, device=zf.device)
-            self._index[key] = idx
+            _INDEX[key] = idx
         return idx
 
     def forward(self, states, zf, base, active):
