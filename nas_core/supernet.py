@@ -10,7 +10,8 @@ deleted edge never computes.
 Two implementations of the same maths. The *plain* path is the textbook one:
 each op is its module and ``sum_k Z_k * op_k(x)``. The *fast* path (the default)
 runs in channels-last memory and computes a cell's edges in waves, each wave's
-ops fused into a few large kernels (nas_core.waves). Parameters and state_dict
+ops fused into a few large kernels, and the preprocessing ops of the cells that
+read the same tensor as one (nas_core.waves). Parameters and state_dict
 keys are the same in both paths. ``fast_path(False)`` (a context manager),
 ``Network(..., fast=False)`` or ``NAS_CORE_FAST=0`` selects the plain path;
 tests/test_fastpath.py checks that both give the same losses, weight gradients

@@ -16,6 +16,10 @@ makes the step fast:
   batch statistics and ``affine=False`` is per channel, so this is exact, running
   statistics included).
 
+Across cells, the preprocessing ops that read one tensor (a cell's output is read
+by the next two cells, the stem's by the first two) run as one ReLU, one conv and
+one BN (:func:`shared_preprocessing`).
+
 Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is ``BN(y)`` with
 weight Z_k), read by ``index_select`` from one flat copy of Z per cell type
 with a constant 1 after each (cell, edge) row (the weight of the sep convs'
