@@ -145,7 +145,7 @@ def child_bilevel(spec: dict) -> dict:
     for _ in range(spec["epochs"]):
         s.run_epoch()
     dt = time.perf_counter() - t
-    steps = spec["epochs"] * -(-len(s.splits.train_y) // s.config.batch_size)
+    steps = spec["epochs"] * s.step  # run_epoch leaves the number of iterations of an epoch in .step
     return {"ms_per_step": 1e3 * dt / steps, "epochs": spec["epochs"], "steps": steps}
 
 

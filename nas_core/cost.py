@@ -30,23 +30,25 @@ class CostStats:
         step = torch.stack([c, c * c, computed.to(torch.float64)])
         self._sums = step if self._sums is None else self._sums.add_(step)
 
-    def _read(self, i: int) -> np.ndarray:
-        return np.zeros(self.shape) if self._sums is None else self._sums[i].cpu().numpy()
+    def _read(self):
+        """(total, total of squares, count) as numpy arrays, in one transfer."""
+        sums = np.zeros((3, *self.shape)) if self._sums is None else self._sums.cpu().numpy()
+        return sums[0], sums[1], sums[2].astype(np.int64)
 
     @property
     def total(self) -> np.ndarray:
-        return self._read(0)
+        return self._read()[0]
 
     @property
     def total_sq(self) -> np.ndarray:
-        return self._read(1)
+        return self._read()[1]
 
     @property
     def count(self) -> np.ndarray:
-        return self._read(2).astype(np.int64)
+        return self._read()[2]
 
     def summary(self) -> dict:
-        total, total_sq, count = self.total, self.total_sq, self.count
+        total, total_sq, count = self._read()
         n = np.maximum(count, 1)
         mean = total / n
         var = np.maximum(total_sq / n - mean**2, 0.0)

@@ -84,13 +84,17 @@ class FactorizedReduce(nn.Module):
         self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
-    def forward(self, x):
-        x = self.relu(x)
-        y = x[:, :, 1:, 1:] if x.shape[-1] > 1 else x
-        a, b = self.conv1(x), self.conv2(y)
+    def halves(self, xr):
+        """The two convs' outputs on the ReLU'd input ``xr`` (the second reads it shifted
+        by one pixel, zero-padded to the first's size); concatenated, they go into the BN."""
+        y = xr[:, :, 1:, 1:] if xr.shape[-1] > 1 else xr
+        a, b = self.conv1(xr), self.conv2(y)
         if b.shape[-2:] != a.shape[-2:]:
             b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-        return self.bn(torch.cat([a, b], dim=1))
+        return a, b
+
+    def forward(self, x):
+        return self.bn(torch.cat(self.halves(self.relu(x)), dim=1))
 
 
 def _pool(kind, c, stride, affine):

@@ -52,8 +52,8 @@ def _global_hooks() -> bool:
     return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
 
 
-def _hooked(ops, ks) -> bool:
-    return any(ops[k]._forward_hooks or ops[k]._forward_pre_hooks for k in ks)
+def _has_hooks(modules) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def batch_norm(x, bns, weight, training):
@@ -113,9 +113,10 @@ def shared_preprocessing(x, modules, training):
     output is read by the next two cells; the stem's by the first two), those that
     are ReLU-1x1 conv-BN without hooks run as one ReLU, one conv and one BN. Returns
     one output per module, None for those left to their cell."""
-    fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN) and not _global_hooks()
-             and not any(u._forward_hooks or u._forward_pre_hooks for u in (m, *m))]
     out = [None] * len(modules)
+    if _global_hooks():
+        return out
+    fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN) and not _has_hooks((m, *m))]
     if len(fused) < 2:
         return out
     ms = [modules[i] for i in fused]
@@ -178,7 +179,7 @@ class Waves:
             if _global_hooks():
                 plain, wave = wave, []
             else:
-                plain = [e for e in wave if _hooked(self.ops[e], active[e])]
+                plain = [e for e in wave if _has_hooks(self.ops[e][k] for k in active[e])]
                 wave = [e for e in wave if e not in plain]
             for e in plain:  # hooks expect each op's own call, input and output
                 b = base + e * ROW
@@ -232,13 +233,8 @@ class Waves:
                     if stride == 1:
                         self._add(acc, j, states[i] * zf.index_select(0, self.index(zf, (b + k,), 1)))
                         continue
-                    op, xr = ops[k], r(i)
-                    shifted = xr[:, :, 1:, 1:] if xr.shape[-1] > 1 else xr
-                    a, a2 = F.conv2d(xr, op.conv1.weight, None, 2), F.conv2d(shifted, op.conv2.weight, None, 2)
-                    if a2.shape[-2:] != a.shape[-2:]:
-                        a2 = F.pad(a2, (0, a.shape[-1] - a2.shape[-1], 0, a.shape[-2] - a2.shape[-2]))
-                    blocks.append(cat_channels([a, a2]))
-                    bns.append(op.bn)
+                    blocks.append(cat_channels(ops[k].halves(r(i))))  # the reduction's FactorizedReduce
+                    bns.append(ops[k].bn)
                 elif k in (DIL3, DIL5, SEP3, SEP5):
                     units.append((k, ops[k], i, j, b + k))
                     continue

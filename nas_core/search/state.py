@@ -72,6 +72,10 @@ class SearchState:
         for t in self.net.cell_types:
             self.cell_index.append((t, seen[t]))
             seen[t] += 1
+        # the rows of per-type tensors concatenated in type order that give network order (None: one type)
+        start = {t: sum(self.net.count(u) for u in self.types[:i]) for i, t in enumerate(self.types)}
+        self.network_order = None if len(self.types) == 1 else torch.tensor(
+            [start[t] + i for t, i in self.cell_index], device=self.device)
         self.epoch = 0
         self.step = 0
 

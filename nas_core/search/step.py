@@ -84,7 +84,7 @@ class Step(SearchState):
         """Cost per (cell in network order, edge, op), and which entries were computed,
         as tensors on the device (what the epoch's statistics add up without a sync).
         ``none`` counts as computed (with cost exactly 0) whenever its Z is positive."""
-        order = self._network_order()
+        order = self.network_order
         grads = [z[t].grad.detach() for t in self.types]
         cost = grads[0] if order is None else torch.cat(grads).index_select(0, order)
         masks = []
@@ -103,16 +103,6 @@ class Step(SearchState):
         """:meth:`cost_tensors` as float64 numpy arrays (for reading; the epoch keeps tensors)."""
         cost, mask = self.cost_tensors(z, samples)
         return cost.double().cpu().numpy(), mask.cpu().numpy()
-
-    def _network_order(self):
-        """Rows of the costs concatenated by cell type that give network order (None: one
-        type, already in network order)."""
-        if len(self.types) == 1:
-            return None
-        if getattr(self, "_order", None) is None or self._order.device != self.device:
-            start = {t: sum(self.net.count(u) for u in self.types[:i]) for i, t in enumerate(self.types)}
-            self._order = torch.tensor([start[t] + i for t, i in self.cell_index], device=self.device)
-        return self._order
 
     def _alpha_step(self, samples, cost_by_type):
         self.a_opt.zero_grad(set_to_none=True)
