@@ -62,10 +62,15 @@ def test_killed_worker_and_a_rerun_that_completes(tmp_path, backend):
     killed = first["kill"]
     assert killed.status == "failed" and "crashed" in killed.error, killed.error
     raised = first["raise"]
-    assert raised.status == "failed"
-    if backend == "ray" or "crashed" not in raised.error:
-        # (a local pool may lose a trial that shared it with the killed worker)
-        assert "RuntimeError: trial failed on purpose" in raised.error, raised.error
+    if raised.status == "ok":
+        # A local pool: the kill broke the pool while the raising trial's worker was still handing back its
+        # failure, so that trial went round again in a new pool, where its once-only fault had already happened.
+        assert backend == "local", raised
+    else:
+        assert raised.status == "failed"
+        if backend == "ray" or "crashed" not in raised.error:
+            # (a local pool may lose a trial that shared it with the killed worker)
+            assert "RuntimeError: trial failed on purpose" in raised.error, raised.error
     if backend == "ray":  # a task whose worker survived keeps its result
         assert first["ok"].status == "ok"
     before = _mtimes(out)
