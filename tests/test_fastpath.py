@@ -1,6 +1,7 @@
 """The fast supernet path against the plain one (nas_core.supernet.fast_path):
 same losses, weight gradients and recorded costs, in float64, for every
-algorithm, cell and network."""
+algorithm, cell and network; each test twice, with nas_core.native's compiled
+kernels and with PyTorch's."""
 from __future__ import annotations
 
 import copy
@@ -13,11 +14,18 @@ from nas_core import data as datasets
 from nas_core.config import SearchConfig
 from nas_core.search import Search
 from nas_core import depthwise
+from nas_core.native import native_kernels
 from nas_core.supernet import fast_path
 
 RTOL = 1e-10
 ALGORITHMS = [("darts", "single", 1), ("darts", "bi", 1), ("darts", "bi", 2), ("snas", "single", 1),
               ("dsnas", "single", 1), ("gdas", "single", 1)]
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["native", "pytorch-kernels"])
+def kernels(request):
+    with native_kernels(request.param):
+        yield request.param
 
 
 def _config(algorithm, level, order, cell, network):
@@ -209,9 +217,12 @@ def test_depthwise_kernel_cropped_to_small_inputs_is_exact(size, k):
         _close(a, b_, f"grad {what}")
 
 
-def _convolutions(net, x, z, active):
-    """The convolution kernels one forward pass of ``net`` launches."""
+def _convolutions(net, x, z, active, monkeypatch):
+    """The convolution kernels one forward pass of ``net`` launches (PyTorch's and
+    nas_core.native's)."""
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nas_core import native
 
     class Count(TorchDispatchMode):
         n = 0
@@ -221,12 +232,19 @@ def _convolutions(net, x, z, active):
                 Count.n += 1
             return func(*args, **(kwargs or {}))
 
+    forward = native.depthwise_forward
+
+    def counted(*args, **kwargs):
+        Count.n += 1
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(native, "depthwise_forward", counted)
     with Count():
         net(x, z, active)
     return Count.n
 
 
-def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_pointwise_conv():
+def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_pointwise_conv(monkeypatch):
     """One all_normal minimal cell, every op on every edge (DARTS): the plain path runs
     12 convs per edge (each sep conv 4, each dilated conv 2); the fast path's two waves
     (the four input edges, then the deep edge) each run one depthwise conv per conv op
@@ -240,5 +258,6 @@ def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_po
     x = torch.randn(4, 1, 8, 8)
     z = {"normal": torch.rand(1, topo.n_edges, 8)}
     active = {"normal": [list(range(1, 8))] * topo.n_edges}  # every op but `none`, which never runs
-    counts = {fast: _convolutions(Network(topo, 1, 4, 1, 10, fast=fast), x, z, active) for fast in (False, True)}
+    counts = {fast: _convolutions(Network(topo, 1, 4, 1, 10, fast=fast), x, z, active, monkeypatch)
+              for fast in (False, True)}
     assert counts == {False: 3 + 12 * topo.n_edges, True: 2 + 2 * (4 + 1 + 2 + 1)}

@@ -1,0 +1,181 @@
+/* Small convolutions of the fast supernet path on channels-last (N, H, W, C)
+   tensors, for the CPU (nas_core.native builds and loads this file).
+
+   At the CPU presets a depthwise convolution has a few thousand pixels of 8 to
+   40 channels: its arithmetic takes microseconds, and a general library call
+   costs several times that before any of it runs. These loops do the same sums
+   directly. Each kernel exists for float and double; every one returns 0, or 1
+   when memory runs out (the caller then raises).
+
+   Stride 1 (the common case) is written so the compiler vectorises it: each
+   (image, output row, tap) multiplies a contiguous run of whole pixels, every
+   channel of them, by the tap's weights repeated across the run. Other strides
+   loop over output pixels. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFINE_KERNELS(T, SUF)                                                                             \
+typedef T vec_##SUF __attribute__((vector_size(32)));                                                      \
+enum { LANES_##SUF = 32 / sizeof(T) };                                                                     \
+static inline vec_##SUF load_##SUF(const T *p) { vec_##SUF v; memcpy(&v, p, 32); return v; }               \
+static inline void store_##SUF(T *p, vec_##SUF v) { memcpy(p, &v, 32); }                                   \
+                                                                                                           \
+/* x (N, H, W, C) inside a zero border of ph rows and pw columns */                                        \
+static T *padded_##SUF(const T *x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t ph, int64_t pw) {   \
+  int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                                \
+  T *xp = calloc((size_t)(N * Hp * Wp * C), sizeof(T));                                                    \
+  if (!xp) return NULL;                                                                                    \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t h = 0; h < H; h++)                                                                        \
+      memcpy(xp + ((n * Hp + h + ph) * Wp + pw) * C, x + (n * H + h) * W * C, sizeof(T) * W * C);          \
+  return xp;                                                                                               \
+}                                                                                                          \
+                                                                                                           \
+/* stride 1 on a padded input: y[n, o, q, c] = sum_ab xp[n, o + a d, q + b d, c] w[a, b, c] */             \
+static int stride1_##SUF(const T *xp, const T *w, T *y, int64_t N, int64_t Hp, int64_t Wp, int64_t C,      \
+                         int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t d) {                      \
+  const int64_t L = OW * C, V = LANES_##SUF;                                                               \
+  T *wt = malloc(sizeof(T) * KH * KW * L); /* each tap's weights repeated across an output row */          \
+  if (!wt) return 1;                                                                                       \
+  for (int64_t t = 0; t < KH * KW; t++)                                                                    \
+    for (int64_t q = 0; q < OW; q++) memcpy(wt + t * L + q * C, w + t * C, sizeof(T) * C);                 \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t o = 0; o < OH; o++) {                                                                     \
+      T *yr = y + (n * OH + o) * L;                                                                        \
+      const T *xr = xp + (n * Hp + o) * Wp * C;                                                            \
+      int64_t i = 0;                                                                                       \
+      for (; i + 4 * V <= L; i += 4 * V) {                                                                 \
+        vec_##SUF s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                  \
+        for (int64_t a = 0; a < KH; a++)                                                                   \
+          for (int64_t b = 0; b < KW; b++) {                                                               \
+            const T *xa = xr + (a * d * Wp + b * d) * C + i, *wa = wt + (a * KW + b) * L + i;              \
+            s0 += load_##SUF(xa) * load_##SUF(wa);                                                         \
+            s1 += load_##SUF(xa + V) * load_##SUF(wa + V);                                                 \
+            s2 += load_##SUF(xa + 2 * V) * load_##SUF(wa + 2 * V);                                         \
+            s3 += load_##SUF(xa + 3 * V) * load_##SUF(wa + 3 * V);                                         \
+          }                                                                                                \
+        store_##SUF(yr + i, s0); store_##SUF(yr + i + V, s1);                                              \
+        store_##SUF(yr + i + 2 * V, s2); store_##SUF(yr + i + 3 * V, s3);                                  \
+      }                                                                                                    \
+      for (; i + V <= L; i += V) {                                                                         \
+        vec_##SUF s0 = {0};                                                                                \
+        for (int64_t a = 0; a < KH; a++)                                                                   \
+          for (int64_t b = 0; b < KW; b++)                                                                 \
+            s0 += load_##SUF(xr + (a * d * Wp + b * d) * C + i) * load_##SUF(wt + (a * KW + b) * L + i);   \
+        store_##SUF(yr + i, s0);                                                                           \
+      }                                                                                                    \
+      for (; i < L; i++) {                                                                                 \
+        T s = 0;                                                                                           \
+        for (int64_t a = 0; a < KH; a++)                                                                   \
+          for (int64_t b = 0; b < KW; b++) s += xr[(a * d * Wp + b * d) * C + i] * wt[(a * KW + b) * L + i]; \
+        yr[i] = s;                                                                                         \
+      }                                                                                                    \
+    }                                                                                                      \
+  free(wt);                                                                                                \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* y (N, OH, OW, C) = the depthwise conv of x (N, H, W, C) with w (KH * KW, C): stride s, padding          \
+   (ph, pw), dilation d */                                                                                 \
+int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
+                     int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
+                     int64_t d) {                                                                          \
+  T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
+  if (!xp) return 1;                                                                                       \
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                          \
+  int err = 0;                                                                                             \
+  if (s == 1) {                                                                                            \
+    err = stride1_##SUF(xp, w, y, N, Hp, Wp, C, OH, OW, KH, KW, d);                                        \
+  } else {                                                                                                 \
+    for (int64_t n = 0; n < N; n++)                                                                        \
+      for (int64_t o = 0; o < OH; o++)                                                                     \
+        for (int64_t q = 0; q < OW; q++) {                                                                 \
+          T *yr = y + ((n * OH + o) * OW + q) * C;                                                         \
+          for (int64_t c = 0; c < C; c++) yr[c] = 0;                                                       \
+          for (int64_t a = 0; a < KH; a++)                                                                 \
+            for (int64_t b = 0; b < KW; b++) {                                                             \
+              const T *xr = xp + ((n * Hp + o * s + a * d) * Wp + q * s + b * d) * C;                      \
+              const T *wr = w + (a * KW + b) * C;                                                          \
+              for (int64_t c = 0; c < C; c++) yr[c] += xr[c] * wr[c];                                      \
+            }                                                                                              \
+        }                                                                                                  \
+  }                                                                                                        \
+  free(xp);                                                                                                \
+  return err;                                                                                              \
+}                                                                                                          \
+                                                                                                           \
+/* gw (KH * KW, C) = dL/dw from x and g = dL/dy: sum over n, o, q of g[n, o, q, c] times the input          \
+   pixel the tap read */                                                                                   \
+int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
+                         int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
+                         int64_t d) {                                                                      \
+  T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
+  if (!xp) return 1;                                                                                       \
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw, L = OW * C, V = LANES_##SUF;                             \
+  memset(gw, 0, sizeof(T) * KH * KW * C);                                                                  \
+  if (s == 1) {                                                                                            \
+    T *rows = calloc((size_t)(KH * KW * L), sizeof(T)); /* per tap, the sums over images and rows */       \
+    if (!rows) { free(xp); return 1; }                                                                     \
+    const int64_t main = L - L % V;                                                                        \
+    for (int64_t n = 0; n < N; n++)                                                                        \
+      for (int64_t a = 0; a < KH; a++)                                                                     \
+        for (int64_t b = 0; b < KW; b++) {                                                                 \
+          T *r = rows + (a * KW + b) * L;                                                                  \
+          const T *gn = g + n * OH * L, *xn = xp + ((n * Hp + a * d) * Wp + b * d) * C;                    \
+          for (int64_t i = 0; i < main; i += V) {                                                          \
+            vec_##SUF acc = load_##SUF(r + i);                                                             \
+            for (int64_t o = 0; o < OH; o++) acc += load_##SUF(gn + o * L + i) * load_##SUF(xn + o * Wp * C + i); \
+            store_##SUF(r + i, acc);                                                                       \
+          }                                                                                                \
+          for (int64_t i = main; i < L; i++)                                                               \
+            for (int64_t o = 0; o < OH; o++) r[i] += gn[o * L + i] * xn[o * Wp * C + i];                   \
+        }                                                                                                  \
+    for (int64_t t = 0; t < KH * KW; t++)                                                                  \
+      for (int64_t i = 0; i < L; i++) gw[t * C + i % C] += rows[t * L + i];                                \
+    free(rows);                                                                                            \
+  } else {                                                                                                 \
+    for (int64_t n = 0; n < N; n++)                                                                        \
+      for (int64_t o = 0; o < OH; o++)                                                                     \
+        for (int64_t q = 0; q < OW; q++) {                                                                 \
+          const T *gr = g + ((n * OH + o) * OW + q) * C;                                                   \
+          for (int64_t a = 0; a < KH; a++)                                                                 \
+            for (int64_t b = 0; b < KW; b++) {                                                             \
+              const T *xr = xp + ((n * Hp + o * s + a * d) * Wp + q * s + b * d) * C;                      \
+              T *gwr = gw + (a * KW + b) * C;                                                              \
+              for (int64_t c = 0; c < C; c++) gwr[c] += gr[c] * xr[c];                                     \
+            }                                                                                              \
+        }                                                                                                  \
+  }                                                                                                        \
+  free(xp);                                                                                                \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* gx (N, H, W, C) = dL/dx, each output pixel's gradient scattered back to the input pixels it read         \
+   (the caller computes a stride-1 conv's as a forward conv with the flipped kernel instead) */            \
+int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
+                        int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,  \
+                        int64_t d) {                                                                       \
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                          \
+  T *gp = calloc((size_t)(N * Hp * Wp * C), sizeof(T));                                                    \
+  if (!gp) return 1;                                                                                       \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t o = 0; o < OH; o++)                                                                       \
+      for (int64_t q = 0; q < OW; q++) {                                                                   \
+        const T *gr = g + ((n * OH + o) * OW + q) * C;                                                     \
+        for (int64_t a = 0; a < KH; a++)                                                                   \
+          for (int64_t b = 0; b < KW; b++) {                                                               \
+            T *pr = gp + ((n * Hp + o * s + a * d) * Wp + q * s + b * d) * C;                              \
+            const T *wr = w + (a * KW + b) * C;                                                            \
+            for (int64_t c = 0; c < C; c++) pr[c] += gr[c] * wr[c];                                        \
+          }                                                                                                \
+      }                                                                                                    \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t h = 0; h < H; h++)                                                                        \
+      memcpy(gx + (n * H + h) * W * C, gp + ((n * Hp + h + ph) * Wp + pw) * C, sizeof(T) * W * C);         \
+  free(gp);                                                                                                \
+  return 0;                                                                                                \
+}
+
+DEFINE_KERNELS(float, f32)
+DEFINE_KERNELS(double, f64)

@@ -1,0 +1,172 @@
+"""The fast path's compiled CPU kernels: nas_core/native.c (its header says why
+they exist), built with the machine's C compiler the first time they are
+needed, kept in a cache directory, and called through ctypes.
+
+Nothing here is required: without a compiler, when the build fails (a warning
+says so once), or with ``NAS_CORE_NATIVE=0`` (or inside ``native_kernels(False)``),
+the fast path runs PyTorch's own kernels, which compute the same sums.
+tests/test_native.py checks every kernel against PyTorch's convolution.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("native.c")
+ENV = "NAS_CORE_NATIVE"
+CACHE_ENV = "NAS_CORE_NATIVE_DIR"
+FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler knows no -march=native
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_KERNELS = ("dw_forward", "dw_weight_grad", "dw_input_grad")
+
+_enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
+_lib = None
+_failure: str | None = None
+
+
+class NativeBuildError(RuntimeError):
+    """The C kernels could not be compiled."""
+
+
+@contextmanager
+def native_kernels(enabled: bool = True):
+    """Within the block the fast path uses the compiled kernels if ``enabled`` (and
+    they build), else PyTorch's."""
+    global _enabled
+    old, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = old
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: $NAS_CORE_NATIVE_DIR, else the user's cache."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nas_core" / "native"
+
+
+def _cpu() -> str:
+    """The CPU's description and instruction sets (-march=native builds for them)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("flags", "model name", "Features"))}))
+    except OSError:
+        return platform.processor()
+
+
+def build(source: Path = SOURCE, directory: Path | None = None, compiler: str | None = None) -> Path:
+    """The shared library built from ``source`` (compiled only if the cache lacks it;
+    written under a temporary name and renamed, so concurrent builds are safe).
+    Raises NativeBuildError with the compiler's message."""
+    compiler = compiler or os.environ.get("CC", "cc")
+    directory = Path(directory or cache_dir())
+    code = source.read_bytes()
+    errors = []
+    for flags in FLAGS:
+        key = hashlib.sha256(b"\0".join([code, " ".join([compiler, *flags]).encode(), _cpu().encode(),
+                                         platform.machine().encode()])).hexdigest()[:20]
+        lib = directory / f"native-{key}.so"
+        if lib.exists():
+            return lib
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+        os.close(fd)
+        cmd = [compiler, *flags, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(source)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            os.unlink(tmp)
+            raise NativeBuildError(f"{compiler} could not run: {err}") from None
+        if proc.returncode == 0:
+            os.replace(tmp, lib)
+            return lib
+        os.unlink(tmp)
+        errors.append(f"{' '.join(cmd)}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
+    raise NativeBuildError("; ".join(errors))
+
+
+def _load():
+    """The loaded library with its functions' signatures, or None (warned once)."""
+    global _lib, _failure
+    if _lib is not None or _failure is not None:
+        return _lib
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (NativeBuildError, OSError) as err:
+        _failure = str(err)
+        warnings.warn(f"nas_core could not build its C kernels ({_failure}); the fast path uses PyTorch's "
+                      f"kernels instead (the same sums, slower on small inputs). Install a C compiler "
+                      f"(e.g. apt-get install gcc), or set {ENV}=0 to skip them.", RuntimeWarning, stacklevel=3)
+        return None
+    for name in _KERNELS:
+        for suffix in _SUFFIX.values():
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 12
+            fn.restype = ctypes.c_int
+    _lib = lib
+    return lib
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether the compiled kernels are on and can take x (a float or double CPU tensor)."""
+    return _enabled and x.device.type == "cpu" and x.dtype in _SUFFIX and _load() is not None
+
+
+def _call(name, dtype, *args):
+    lib = _lib or _load()
+    if lib is None:
+        raise NativeBuildError(f"nas_core's C kernels are not available: {_failure}")
+    ptrs = [a.data_ptr() for a in args[:3]]
+    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*ptrs, *args[3:]) != 0:
+        raise MemoryError(f"nas_core.native.{name}: out of memory")
+
+
+def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
+    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def depthwise_forward(x, w, stride: int, padding: tuple, dilation: int):
+    """The depthwise conv of channels-last x (N, C, H, W) with w (C, 1, KH, KW)."""
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[-2:]
+    oh, ow = out_size(h, kh, stride, padding[0], dilation), out_size(wd, kw, stride, padding[1], dilation)
+    y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
+    taps = w.reshape(c, kh * kw).t().contiguous()
+    _call("dw_forward", x.dtype, x, taps, y, n, h, wd, c, oh, ow, kh, kw, stride, *padding, dilation)
+    return y
+
+
+def depthwise_weight_grad(x, g, w_shape, stride: int, padding: tuple, dilation: int):
+    """dL/dw (C, 1, KH, KW) from channels-last x and g = dL/dy."""
+    n, c, h, wd = x.shape
+    kh, kw = w_shape[-2:]
+    taps = torch.empty((kh * kw, c), dtype=x.dtype)
+    _call("dw_weight_grad", x.dtype, x, g, taps, n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
+          dilation)
+    return taps.t().reshape(c, 1, kh, kw)
+
+
+def depthwise_input_grad(w, g, x_shape, stride: int, padding: tuple, dilation: int):
+    """dL/dx (channels-last, ``x_shape``) from w and g = dL/dy."""
+    n, c, h, wd = x_shape
+    kh, kw = w.shape[-2:]
+    if stride == 1 and dilation * (kh - 1) >= padding[0] and dilation * (kw - 1) >= padding[1]:
+        # a stride-1 conv's input gradient is the forward conv of g with the flipped kernel
+        flipped = (dilation * (kh - 1) - padding[0], dilation * (kw - 1) - padding[1])
+        return depthwise_forward(g, w.flip(-2, -1), 1, flipped, dilation)
+    gx = torch.empty((n, c, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
+    taps = w.reshape(c, kh * kw).t().contiguous()
+    _call("dw_input_grad", g.dtype, taps, g, gx, n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
+          dilation)
+    return gx

@@ -1,0 +1,112 @@
+"""nas_core.native's compiled depthwise kernels against PyTorch's convolution:
+outputs and both gradients in float64 (relative 1e-12) over strides,
+dilations, kernel sizes, channel counts that fill no vector and inputs smaller
+than the kernel; float32 to rounding; and what happens when they cannot be built."""
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nas_core import depthwise, native
+
+CL = torch.channels_last
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-300)).item()
+
+
+CASES = [(n, c, h, w, k, s, d)
+         for (n, c, h, w), k, s, d in itertools.product([(2, 8, 8, 8), (3, 5, 7, 6), (1, 13, 2, 3), (4, 1, 1, 1)],
+                                                        [3, 5], [1, 2], [1, 2])]
+
+
+@pytest.mark.parametrize("n,c,h,w,k,s,d", CASES)
+@pytest.mark.parametrize("padding", ["same", "none"])
+def test_depthwise_kernels_equal_pytorch_in_float64(n, c, h, w, k, s, d, padding):
+    g = torch.Generator().manual_seed(hash((n, c, h, w, k, s, d)) % 2**31)
+    pad = (d * (k - 1) // 2,) * 2 if padding == "same" else (0, 0)
+    if h + 2 * pad[0] < d * (k - 1) + 1 or w + 2 * pad[1] < d * (k - 1) + 1:
+        pytest.skip("no output pixel")
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_()
+    wt = torch.randn(c, 1, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = F.conv2d(x, wt, None, s, pad, d, c)
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64).contiguous(memory_format=CL)
+    out = depthwise._NativeDepthwise.apply(x, wt, s, pad, d)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=CL)
+    assert _rel(ref, out) < 1e-12
+    for a, b, what in zip(torch.autograd.grad(ref, (x, wt), dy), torch.autograd.grad(out, (x, wt), dy), "xw"):
+        assert _rel(a, b) < 1e-12, what
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8])
+@pytest.mark.parametrize("k,d", [(3, 1), (5, 1), (3, 2), (5, 2)])
+def test_the_fast_paths_depthwise_runs_native_and_drops_taps_that_read_only_padding(size, k, d, monkeypatch):
+    """depthwise.depthwise on a small CPU input calls the native kernel; on an input
+    smaller than the kernel's reach, with the outer taps left out (their gradient is
+    exactly 0), and the same output and gradients."""
+    conv = torch.nn.Conv2d(6, 6, k, 1, d * (k - 1) // 2, d, groups=6, bias=False).double()
+    x = torch.randn(3, 6, size, size, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_()
+    calls = []
+    forward = native.depthwise_forward
+    monkeypatch.setattr(native, "depthwise_forward", lambda *a: calls.append(a[1].shape) or forward(*a))
+    out = depthwise.depthwise(x, conv)
+    assert calls, "the native kernel did not run"
+    ref = F.conv2d(x, conv.weight, None, 1, conv.padding, d, 6)
+    assert _rel(ref, out) < 1e-12
+    dy = torch.randn_like(ref)
+    (gx, gw), (rx, rw) = torch.autograd.grad(out, (x, conv.weight), dy), torch.autograd.grad(ref, (x, conv.weight), dy)
+    assert _rel(rx, gx) < 1e-12 and _rel(rw, gw) < 1e-12
+    live = calls[0][-1]
+    assert live == min(k, 2 * ((size - 1) // d) + 1)  # only taps that read a pixel of some output
+    dead = (k - live) // 2
+    if dead:
+        assert gw[..., :dead, :].abs().max() == 0 and gw[..., :, :dead].abs().max() == 0
+
+
+def test_float32_agrees_to_rounding():
+    x = torch.randn(32, 8, 8, 8).contiguous(memory_format=CL)
+    w = torch.randn(8, 1, 5, 5)
+    assert _rel(F.conv2d(x, w, None, 1, 2, 1, 8), native.depthwise_forward(x, w, 1, (2, 2), 1)) < 1e-5
+
+
+def test_large_inputs_cuda_other_dtypes_and_native_off_use_pytorch(monkeypatch):
+    conv = torch.nn.Conv2d(4, 4, 3, 1, 1, groups=4, bias=False)
+    monkeypatch.setattr(native, "depthwise_forward", lambda *a: pytest.fail("native kernel called"))
+    big = torch.randn(1, 4, 1, depthwise.NATIVE_MAX_ELEMENTS // 4 + 1).contiguous(memory_format=CL)
+    depthwise.depthwise(big, conv)
+    with native.native_kernels(False):
+        assert not native.usable(torch.zeros(1))
+        depthwise.depthwise(torch.randn(2, 4, 8, 8), conv)
+    assert not native.usable(torch.zeros(1, dtype=torch.float16))
+    assert native.usable(torch.zeros(1)) and native.usable(torch.zeros(1, dtype=torch.float64))
+
+
+def test_a_build_is_cached_and_a_failed_build_says_what_to_do(tmp_path, monkeypatch):
+    lib = native.build(directory=tmp_path)
+    stamp = lib.stat().st_mtime_ns
+    assert native.build(directory=tmp_path) == lib and lib.stat().st_mtime_ns == stamp  # not compiled again
+    with pytest.raises(native.NativeBuildError, match="could not run"):
+        native.build(directory=tmp_path / "b", compiler=str(tmp_path / "no-such-compiler"))
+    bad = tmp_path / "bad.c"
+    bad.write_text("this is not C\n")
+    with pytest.raises(native.NativeBuildError, match="bad.c"):
+        native.build(bad, directory=tmp_path / "c")
+    assert not list((tmp_path / "c").glob("*.so"))  # nothing half-written left behind
+
+    # a machine that cannot build: one warning, then PyTorch's kernels, with the same result
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_failure", None)
+    monkeypatch.setattr(native, "build", lambda: (_ for _ in ()).throw(native.NativeBuildError("cc: not found")))
+    with pytest.warns(RuntimeWarning, match="apt-get install gcc"):
+        assert not native.usable(torch.zeros(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not native.usable(torch.zeros(1))  # warned once, not on every call
+    conv = torch.nn.Conv2d(4, 4, 3, 1, 1, groups=4, bias=False)
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=CL)
+    assert _rel(F.conv2d(x, conv.weight, None, 1, 1, 1, 4), depthwise.depthwise(x, conv)) < 1e-6
