@@ -1,8 +1,9 @@
 /* Small convolutions of the fast supernet path on channels-last (N, H, W, C)
-   tensors, for the CPU (nas_core.native builds and loads this file).
+   tensors, for the CPU (nas_core.native builds and loads this file): depthwise
+   convolutions, and grouped 1x1 (pointwise) ones.
 
-   At the CPU presets a depthwise convolution has a few thousand pixels of 8 to
-   40 channels: its arithmetic takes microseconds, and a general library call
+   At the CPU presets such a convolution has a few thousand pixels of 8 to 40
+   channels: its arithmetic takes microseconds, and a general library call
    costs several times that before any of it runs. These loops do the same sums
    directly. Each kernel exists for float and double; every one returns 0, or 1
    when memory runs out (the caller then raises).
@@ -174,6 +175,77 @@ int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int
     for (int64_t h = 0; h < H; h++)                                                                        \
       memcpy(gx + (n * H + h) * W * C, gp + ((n * Hp + h + ph) * Wp + pw) * C, sizeof(T) * W * C);         \
   free(gp);                                                                                                \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* Pointwise: y[p, g Co + o] = sum_i x[p, g Ci + i] w[g, i, o] over the P pixels, G groups            \
+   (x: P x G Ci, y: P x G Co; w: G x Ci x Co). dL/dx is the same sum with the weights transposed.         \
+   When Co fills whole vectors, four pixels at a time share each load of the weights. */                 \
+int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co) {          \
+  const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
+  for (int64_t g = 0; g < G; g++) {                                                                        \
+    const T *xg = x + g * Ci, *wg = w + g * Ci * Co;                                                       \
+    T *yg = y + g * Co;                                                                                    \
+    if (Co % V == 0) {                                                                                     \
+      for (int64_t ob = 0; ob < Co; ob += V) {                                                             \
+        int64_t p = 0;                                                                                     \
+        for (; p + 4 <= P; p += 4) {                                                                       \
+          vec_##SUF s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                \
+          const T *x0 = xg + p * Xs;                                                                       \
+          for (int64_t i = 0; i < Ci; i++) {                                                               \
+            vec_##SUF wv = load_##SUF(wg + i * Co + ob);                                                   \
+            s0 += x0[i] * wv; s1 += x0[Xs + i] * wv; s2 += x0[2 * Xs + i] * wv; s3 += x0[3 * Xs + i] * wv;  \
+          }                                                                                                \
+          store_##SUF(yg + p * Ys + ob, s0); store_##SUF(yg + (p + 1) * Ys + ob, s1);                      \
+          store_##SUF(yg + (p + 2) * Ys + ob, s2); store_##SUF(yg + (p + 3) * Ys + ob, s3);                \
+        }                                                                                                  \
+        for (; p < P; p++) {                                                                               \
+          vec_##SUF s0 = {0};                                                                              \
+          for (int64_t i = 0; i < Ci; i++) s0 += xg[p * Xs + i] * load_##SUF(wg + i * Co + ob);            \
+          store_##SUF(yg + p * Ys + ob, s0);                                                               \
+        }                                                                                                  \
+      }                                                                                                    \
+    } else {                                                                                               \
+      for (int64_t p = 0; p < P; p++) {                                                                    \
+        T *yr = yg + p * Ys;                                                                               \
+        for (int64_t o = 0; o < Co; o++) yr[o] = 0;                                                        \
+        for (int64_t i = 0; i < Ci; i++) {                                                                 \
+          const T xi = xg[p * Xs + i], *wr = wg + i * Co;                                                  \
+          for (int64_t o = 0; o < Co; o++) yr[o] += xi * wr[o];                                            \
+        }                                                                                                  \
+      }                                                                                                    \
+    }                                                                                                      \
+  }                                                                                                        \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* dL/dw (G x Ci x Co) = sum over pixels of x[p, g Ci + i] g[p, g Co + o]; eight input channels at a      \
+   time keep their sums in registers */                                                                   \
+int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
+  const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
+  memset(gw, 0, sizeof(T) * G * Ci * Co);                                                                  \
+  for (int64_t k = 0; k < G; k++) {                                                                        \
+    const T *xk = x + k * Ci, *gk = g + k * Co;                                                            \
+    T *wk = gw + k * Ci * Co;                                                                              \
+    int64_t i0 = 0;                                                                                        \
+    if (Co % V == 0)                                                                                       \
+      for (; i0 + 8 <= Ci; i0 += 8)                                                                        \
+        for (int64_t ob = 0; ob < Co; ob += V) {                                                           \
+          vec_##SUF s[8] = {{0}};                                                                          \
+          for (int64_t p = 0; p < P; p++) {                                                                \
+            const vec_##SUF gv = load_##SUF(gk + p * Ys + ob);                                             \
+            const T *xr = xk + p * Xs + i0;                                                                \
+            for (int j = 0; j < 8; j++) s[j] += xr[j] * gv;                                                \
+          }                                                                                                \
+          for (int j = 0; j < 8; j++) store_##SUF(wk + (i0 + j) * Co + ob, s[j]);                          \
+        }                                                                                                  \
+    for (int64_t p = 0; p < P; p++)                                                                        \
+      for (int64_t i = i0; i < Ci; i++) {                                                                  \
+        const T xi = xk[p * Xs + i], *gr = gk + p * Ys;                                                    \
+        T *ar = wk + i * Co;                                                                               \
+        for (int64_t o = 0; o < Co; o++) ar[o] += xi * gr[o];                                              \
+      }                                                                                                    \
+  }                                                                                                        \
   return 0;                                                                                                \
 }
 

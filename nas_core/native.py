@@ -26,7 +26,8 @@ ENV = "NAS_CORE_NATIVE"
 CACHE_ENV = "NAS_CORE_NATIVE_DIR"
 FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler knows no -march=native
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_KERNELS = ("dw_forward", "dw_weight_grad", "dw_input_grad")
+# name -> the number of integer arguments after the three tensors
+_KERNELS = {"dw_forward": 12, "dw_weight_grad": 12, "dw_input_grad": 12, "pw_forward": 4, "pw_weight_grad": 4}
 
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
 _lib = None
@@ -109,10 +110,10 @@ def _load():
                       f"kernels instead (the same sums, slower on small inputs). Install a C compiler "
                       f"(e.g. apt-get install gcc), or set {ENV}=0 to skip them.", RuntimeWarning, stacklevel=3)
         return None
-    for name in _KERNELS:
+    for name, ints in _KERNELS.items():
         for suffix in _SUFFIX.values():
             fn = getattr(lib, f"{name}_{suffix}")
-            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 12
+            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * ints
             fn.restype = ctypes.c_int
     _lib = lib
     return lib
@@ -170,3 +171,31 @@ def depthwise_input_grad(w, g, x_shape, stride: int, padding: tuple, dilation: i
     _call("dw_input_grad", g.dtype, taps, g, gx, n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
           dilation)
     return gx
+
+
+def pointwise_forward(x, w, groups: int):
+    """The grouped 1x1 conv of channels-last x (N, groups * Ci, H, W) with w (groups * Co, Ci, 1, 1)."""
+    n, _, h, wd = x.shape
+    co, ci = w.shape[0] // groups, w.shape[1]
+    y = torch.empty((n, groups * co, h, wd), dtype=x.dtype, memory_format=torch.channels_last)
+    taps = w.reshape(groups, co, ci).transpose(1, 2).contiguous()
+    _call("pw_forward", x.dtype, x, taps, y, n * h * wd, groups, ci, co)
+    return y
+
+
+def pointwise_input_grad(w, g, groups: int):
+    """dL/dx of :func:`pointwise_forward` from g = dL/dy (channels-last)."""
+    n, _, h, wd = g.shape
+    co, ci = w.shape[0] // groups, w.shape[1]
+    gx = torch.empty((n, groups * ci, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
+    _call("pw_forward", g.dtype, g, w.reshape(groups, co, ci).contiguous(), gx, n * h * wd, groups, co, ci)
+    return gx
+
+
+def pointwise_weight_grad(x, g, w_shape, groups: int):
+    """dL/dw (groups * Co, Ci, 1, 1) of :func:`pointwise_forward` from x and g = dL/dy."""
+    n, _, h, wd = x.shape
+    co, ci = w_shape[0] // groups, w_shape[1]
+    taps = torch.empty((groups, ci, co), dtype=x.dtype)
+    _call("pw_weight_grad", x.dtype, x, g, taps, n * h * wd, groups, ci, co)
+    return taps.transpose(1, 2).reshape(w_shape)

@@ -11,7 +11,7 @@ makes the step fast:
   each pool computed once per input node;
 - the depthwise convs of one kind (op) as one conv over their concatenated inputs
   and kernels (nas_core.depthwise: dilated ones on polyphase components);
-- every pointwise conv of a stage as one grouped conv;
+- every pointwise conv of a stage as one grouped conv (nas_core.pointwise);
 - every BatchNorm of a stage as one BN over the concatenated channels (BN with
   batch statistics and ``affine=False`` is per channel, so this is exact, running
   statistics included).
@@ -37,6 +37,7 @@ from torch import nn
 from .depthwise import depthwise
 from .fused import cat_channels, split_channels
 from .ops import NONE, OPS, ReLUConvBN
+from .pointwise import pointwise
 
 MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
@@ -94,7 +95,7 @@ def _separable(groups):
         w = dw.weight if len(units) == 1 else torch.cat([u[0].weight for u in units])
         outs.append(depthwise(x, dw, w).contiguous(memory_format=CL))
     pw = [u[1].weight for _, units in groups for u in units]
-    return F.conv2d(cat_channels(outs), pw[0] if len(pw) == 1 else torch.cat(pw), groups=len(pw))
+    return pointwise(cat_channels(outs), pw[0] if len(pw) == 1 else torch.cat(pw), groups=len(pw))
 
 
 def _by_op(units):
@@ -120,7 +121,7 @@ def shared_preprocessing(x, modules, training):
     if len(fused) < 2:
         return out
     ms = [modules[i] for i in fused]
-    y = F.conv2d(F.relu(x), torch.cat([m[1].weight for m in ms]))
+    y = pointwise(F.relu(x), torch.cat([m[1].weight for m in ms]))
     y = batch_norm(y, [m[2] for m in ms], None, training)
     for i, part in zip(fused, split_channels(y, [m[1].out_channels for m in ms])):
         out[i] = part

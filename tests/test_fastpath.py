@@ -232,13 +232,14 @@ def _convolutions(net, x, z, active, monkeypatch):
                 Count.n += 1
             return func(*args, **(kwargs or {}))
 
-    forward = native.depthwise_forward
+    def counted(forward):
+        def call(*args, **kwargs):
+            Count.n += 1
+            return forward(*args, **kwargs)
+        return call
 
-    def counted(*args, **kwargs):
-        Count.n += 1
-        return forward(*args, **kwargs)
-
-    monkeypatch.setattr(native, "depthwise_forward", counted)
+    for name in ("depthwise_forward", "pointwise_forward"):
+        monkeypatch.setattr(native, name, counted(getattr(native, name)))
     with Count():
         net(x, z, active)
     return Count.n

@@ -1,4 +1,4 @@
-"""nas_core.native's compiled depthwise kernels against PyTorch's convolution:
+"""nas_core.native's compiled depthwise and pointwise kernels against PyTorch's convolution:
 outputs and both gradients in float64 (relative 1e-12) over strides,
 dilations, kernel sizes, channel counts that fill no vector and inputs smaller
 than the kernel; float32 to rounding; and what happens when they cannot be built."""
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas_core import depthwise, native
+from nas_core import depthwise, native, pointwise
 
 CL = torch.channels_last
 
@@ -68,17 +68,39 @@ def test_the_fast_paths_depthwise_runs_native_and_drops_taps_that_read_only_padd
         assert gw[..., :dead, :].abs().max() == 0 and gw[..., :, :dead].abs().max() == 0
 
 
+@pytest.mark.parametrize("n,groups,ci,co,h,w", [(2, 1, 8, 8, 8, 8), (3, 5, 8, 8, 3, 5), (1, 2, 13, 16, 2, 3),
+                                                (2, 3, 16, 5, 4, 4), (1, 1, 3, 3, 1, 1), (2, 4, 9, 24, 3, 3)])
+def test_pointwise_kernels_equal_pytorch_in_float64(n, groups, ci, co, h, w):
+    """Channel counts that fill whole vectors and ones that do not, pixel counts not a
+    multiple of four, one group and several."""
+    g = torch.Generator().manual_seed(n * 1000 + groups * 100 + ci * 10 + co)
+    x = torch.randn(n, groups * ci, h, w, generator=g, dtype=torch.float64).contiguous(
+        memory_format=CL).requires_grad_()
+    wt = torch.randn(groups * co, ci, 1, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = F.conv2d(x, wt, None, 1, 0, 1, groups)
+    out = pointwise.pointwise(x, wt, groups)
+    assert out.is_contiguous(memory_format=CL) and _rel(ref, out) < 1e-12
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, b, what in zip(torch.autograd.grad(ref, (x, wt), dy), torch.autograd.grad(out, (x, wt), dy), "xw"):
+        assert _rel(a, b) < 1e-12, what
+
+
 def test_float32_agrees_to_rounding():
     x = torch.randn(32, 8, 8, 8).contiguous(memory_format=CL)
     w = torch.randn(8, 1, 5, 5)
     assert _rel(F.conv2d(x, w, None, 1, 2, 1, 8), native.depthwise_forward(x, w, 1, (2, 2), 1)) < 1e-5
+    w1 = torch.randn(24, 4, 1, 1)
+    x1 = torch.randn(32, 8, 8, 8).contiguous(memory_format=CL)
+    assert _rel(F.conv2d(x1, w1, None, 1, 0, 1, 2), native.pointwise_forward(x1, w1, 2)) < 1e-5
 
 
 def test_large_inputs_cuda_other_dtypes_and_native_off_use_pytorch(monkeypatch):
     conv = torch.nn.Conv2d(4, 4, 3, 1, 1, groups=4, bias=False)
-    monkeypatch.setattr(native, "depthwise_forward", lambda *a: pytest.fail("native kernel called"))
+    for name in ("depthwise_forward", "pointwise_forward"):
+        monkeypatch.setattr(native, name, lambda *a: pytest.fail("native kernel called"))
     big = torch.randn(1, 4, 1, depthwise.NATIVE_MAX_ELEMENTS // 4 + 1).contiguous(memory_format=CL)
     depthwise.depthwise(big, conv)
+    pointwise.pointwise(torch.randn(1, 4, 1, pointwise.NATIVE_MAX_ELEMENTS // 4 + 1), torch.randn(4, 4, 1, 1))
     with native.native_kernels(False):
         assert not native.usable(torch.zeros(1))
         depthwise.depthwise(torch.randn(2, 4, 8, 8), conv)
