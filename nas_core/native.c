@@ -1,6 +1,7 @@
 /* Small convolutions of the fast supernet path on channels-last (N, H, W, C)
    tensors, for the CPU (nas_core.native builds and loads this file): depthwise
-   convolutions, and grouped 1x1 (pointwise) ones.
+   convolutions, grouped 1x1 (pointwise) ones, and batch normalisation with
+   batch statistics.
 
    At the CPU presets such a convolution has a few thousand pixels of 8 to 40
    channels: its arithmetic takes microseconds, and a general library call
@@ -12,6 +13,7 @@
    (image, output row, tap) multiplies a contiguous run of whole pixels, every
    channel of them, by the tap's weights repeated across the run. Other strides
    loop over output pixels. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +248,60 @@ int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, in
         for (int64_t o = 0; o < Co; o++) ar[o] += xi * gr[o];                                              \
       }                                                                                                    \
   }                                                                                                        \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* Batch norm with batch statistics over the P pixels of x (P x C): y = (x - mean) invstd w (w NULL: 1);   \
+   mean and invstd out (for the backward); the running statistics (NULL: none) move by momentum, the     \
+   variance's unbiased (as torch.nn.functional.batch_norm). Two passes for the variance. */              \
+int bn_forward_##SUF(const T *x, const T *w, T *y, T *mean, T *invstd, T *rmean, T *rvar, int64_t P,        \
+                     int64_t C, double eps, double momentum) {                                             \
+  T *var = calloc((size_t)C, sizeof(T));                                                                   \
+  if (!var) return 1;                                                                                      \
+  for (int64_t c = 0; c < C; c++) mean[c] = 0;                                                             \
+  for (int64_t p = 0; p < P; p++) { const T *xr = x + p * C; for (int64_t c = 0; c < C; c++) mean[c] += xr[c]; } \
+  for (int64_t c = 0; c < C; c++) mean[c] /= (T)P;                                                         \
+  for (int64_t p = 0; p < P; p++) {                                                                        \
+    const T *xr = x + p * C;                                                                               \
+    for (int64_t c = 0; c < C; c++) { T e = xr[c] - mean[c]; var[c] += e * e; }                            \
+  }                                                                                                        \
+  for (int64_t c = 0; c < C; c++) {                                                                        \
+    invstd[c] = (T)(1.0 / sqrt((double)(var[c] / (T)P) + eps));                                            \
+    if (rmean) rmean[c] = (T)((1.0 - momentum) * rmean[c] + momentum * mean[c]);                           \
+    if (rvar) rvar[c] = (T)((1.0 - momentum) * rvar[c] + momentum * (P > 1 ? var[c] / (T)(P - 1) : var[c])); \
+    var[c] = w ? invstd[c] * w[c] : invstd[c]; /* now the scale */                                         \
+  }                                                                                                        \
+  for (int64_t p = 0; p < P; p++) {                                                                        \
+    const T *xr = x + p * C; T *yr = y + p * C;                                                            \
+    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * var[c];                                    \
+  }                                                                                                        \
+  free(var);                                                                                               \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* Its backward from g = dL/dy: gx (NULL: not wanted) and gw = sum_p g xhat (NULL: not wanted) */          \
+int bn_backward_##SUF(const T *x, const T *w, const T *g, const T *mean, const T *invstd, T *gx, T *gw,     \
+                      int64_t P, int64_t C) {                                                              \
+  T *sg = calloc((size_t)(3 * C), sizeof(T)), *sgx = sg + C, *scale = sg + 2 * C;                        \
+  if (!sg) return 1;                                                                                       \
+  for (int64_t p = 0; p < P; p++) {                                                                        \
+    const T *xr = x + p * C, *gr = g + p * C;                                                              \
+    for (int64_t c = 0; c < C; c++) { sg[c] += gr[c]; sgx[c] += gr[c] * (xr[c] - mean[c]); }              \
+  }                                                                                                        \
+  if (gw) for (int64_t c = 0; c < C; c++) gw[c] = sgx[c] * invstd[c];                                      \
+  if (gx) {                                                                                                \
+    /* gx = w invstd (g - sum g / P - (x - mean) invstd^2 sum g (x - mean) / P) */                         \
+    for (int64_t c = 0; c < C; c++) {                                                                      \
+      scale[c] = w ? w[c] * invstd[c] : invstd[c];                                                         \
+      sg[c] = sg[c] / (T)P;                                                                                \
+      sgx[c] = sgx[c] * invstd[c] * invstd[c] / (T)P;                                                      \
+    }                                                                                                      \
+    for (int64_t p = 0; p < P; p++) {                                                                      \
+      const T *xr = x + p * C, *gr = g + p * C; T *gxr = gx + p * C;                                       \
+      for (int64_t c = 0; c < C; c++) gxr[c] = scale[c] * (gr[c] - sg[c] - (xr[c] - mean[c]) * sgx[c]);    \
+    }                                                                                                      \
+  }                                                                                                        \
+  free(sg);                                                                                                \
   return 0;                                                                                                \
 }
 

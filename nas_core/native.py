@@ -26,8 +26,11 @@ ENV = "NAS_CORE_NATIVE"
 CACHE_ENV = "NAS_CORE_NATIVE_DIR"
 FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler knows no -march=native
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-# name -> the number of integer arguments after the three tensors
-_KERNELS = {"dw_forward": 12, "dw_weight_grad": 12, "dw_input_grad": 12, "pw_forward": 4, "pw_weight_grad": 4}
+_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+# name -> its arguments' C types (tensors' data pointers, then sizes)
+_KERNELS = {**{k: [_P] * 3 + [_I] * 12 for k in ("dw_forward", "dw_weight_grad", "dw_input_grad")},
+            **{k: [_P] * 3 + [_I] * 4 for k in ("pw_forward", "pw_weight_grad")},
+            "bn_forward": [_P] * 7 + [_I] * 2 + [_D] * 2, "bn_backward": [_P] * 7 + [_I] * 2}
 
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
 _lib = None
@@ -83,7 +86,7 @@ def build(source: Path = SOURCE, directory: Path | None = None, compiler: str | 
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
-        cmd = [compiler, *flags, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(source)]
+        cmd = [compiler, *flags, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(source), "-lm"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -110,10 +113,10 @@ def _load():
                       f"kernels instead (the same sums, slower on small inputs). Install a C compiler "
                       f"(e.g. apt-get install gcc), or set {ENV}=0 to skip them.", RuntimeWarning, stacklevel=3)
         return None
-    for name, ints in _KERNELS.items():
+    for name, argtypes in _KERNELS.items():
         for suffix in _SUFFIX.values():
             fn = getattr(lib, f"{name}_{suffix}")
-            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * ints
+            fn.argtypes = argtypes
             fn.restype = ctypes.c_int
     _lib = lib
     return lib
@@ -124,12 +127,13 @@ def usable(x: torch.Tensor) -> bool:
     return _enabled and x.device.type == "cpu" and x.dtype in _SUFFIX and _load() is not None
 
 
-def _call(name, dtype, *args):
+def _call(name, dtype, tensors, *sizes):
+    """Kernel ``name`` for ``dtype`` on the tensors' data (None: a null pointer) and sizes."""
     lib = _lib or _load()
     if lib is None:
         raise NativeBuildError(f"nas_core's C kernels are not available: {_failure}")
-    ptrs = [a.data_ptr() for a in args[:3]]
-    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*ptrs, *args[3:]) != 0:
+    ptrs = [None if t is None else t.data_ptr() for t in tensors]
+    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*ptrs, *sizes) != 0:
         raise MemoryError(f"nas_core.native.{name}: out of memory")
 
 
@@ -144,7 +148,7 @@ def depthwise_forward(x, w, stride: int, padding: tuple, dilation: int):
     oh, ow = out_size(h, kh, stride, padding[0], dilation), out_size(wd, kw, stride, padding[1], dilation)
     y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
     taps = w.reshape(c, kh * kw).t().contiguous()
-    _call("dw_forward", x.dtype, x, taps, y, n, h, wd, c, oh, ow, kh, kw, stride, *padding, dilation)
+    _call("dw_forward", x.dtype, (x, taps, y), n, h, wd, c, oh, ow, kh, kw, stride, *padding, dilation)
     return y
 
 
@@ -153,7 +157,7 @@ def depthwise_weight_grad(x, g, w_shape, stride: int, padding: tuple, dilation: 
     n, c, h, wd = x.shape
     kh, kw = w_shape[-2:]
     taps = torch.empty((kh * kw, c), dtype=x.dtype)
-    _call("dw_weight_grad", x.dtype, x, g, taps, n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
+    _call("dw_weight_grad", x.dtype, (x, g, taps), n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
           dilation)
     return taps.t().reshape(c, 1, kh, kw)
 
@@ -168,7 +172,7 @@ def depthwise_input_grad(w, g, x_shape, stride: int, padding: tuple, dilation: i
         return depthwise_forward(g, w.flip(-2, -1), 1, flipped, dilation)
     gx = torch.empty((n, c, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
     taps = w.reshape(c, kh * kw).t().contiguous()
-    _call("dw_input_grad", g.dtype, taps, g, gx, n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
+    _call("dw_input_grad", g.dtype, (taps, g, gx), n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
           dilation)
     return gx
 
@@ -179,7 +183,7 @@ def pointwise_forward(x, w, groups: int):
     co, ci = w.shape[0] // groups, w.shape[1]
     y = torch.empty((n, groups * co, h, wd), dtype=x.dtype, memory_format=torch.channels_last)
     taps = w.reshape(groups, co, ci).transpose(1, 2).contiguous()
-    _call("pw_forward", x.dtype, x, taps, y, n * h * wd, groups, ci, co)
+    _call("pw_forward", x.dtype, (x, taps, y), n * h * wd, groups, ci, co)
     return y
 
 
@@ -188,7 +192,7 @@ def pointwise_input_grad(w, g, groups: int):
     n, _, h, wd = g.shape
     co, ci = w.shape[0] // groups, w.shape[1]
     gx = torch.empty((n, groups * ci, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
-    _call("pw_forward", g.dtype, g, w.reshape(groups, co, ci).contiguous(), gx, n * h * wd, groups, co, ci)
+    _call("pw_forward", g.dtype, (g, w.reshape(groups, co, ci).contiguous(), gx), n * h * wd, groups, co, ci)
     return gx
 
 
@@ -197,5 +201,27 @@ def pointwise_weight_grad(x, g, w_shape, groups: int):
     n, _, h, wd = x.shape
     co, ci = w_shape[0] // groups, w_shape[1]
     taps = torch.empty((groups, ci, co), dtype=x.dtype)
-    _call("pw_weight_grad", x.dtype, x, g, taps, n * h * wd, groups, ci, co)
+    _call("pw_weight_grad", x.dtype, (x, g, taps), n * h * wd, groups, ci, co)
     return taps.transpose(1, 2).reshape(w_shape)
+
+
+def batch_norm(x, weight, running_mean, running_var, momentum: float, eps: float):
+    """BN with batch statistics of channels-last x (N, C, H, W) times ``weight`` (C, or
+    None); the running statistics (None: not kept) move in place, as in
+    ``F.batch_norm(..., training=True)``. Returns y, and the mean and 1/std for the backward."""
+    n, c, h, w = x.shape
+    if n * h * w == 1:  # as F.batch_norm: one value per channel has no batch statistics
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    mean, invstd = torch.empty(c, dtype=x.dtype), torch.empty(c, dtype=x.dtype)
+    _call("bn_forward", x.dtype, (x, weight, y, mean, invstd, running_mean, running_var), n * h * w, c, eps, momentum)
+    return y, mean, invstd
+
+
+def batch_norm_backward(x, weight, g, mean, invstd, input_grad: bool, weight_grad: bool):
+    """dL/dx and dL/dweight (each None unless wanted) of :func:`batch_norm` from g = dL/dy."""
+    n, c, h, w = x.shape
+    gx = torch.empty_like(x, memory_format=torch.channels_last) if input_grad else None
+    gw = torch.empty(c, dtype=x.dtype) if weight_grad else None
+    _call("bn_backward", x.dtype, (x, weight, g, mean, invstd, gx, gw), n * h * w, c)
+    return gx, gw

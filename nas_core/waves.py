@@ -14,7 +14,7 @@ makes the step fast:
 - every pointwise conv of a stage as one grouped conv (nas_core.pointwise);
 - every BatchNorm of a stage as one BN over the concatenated channels (BN with
   batch statistics and ``affine=False`` is per channel, so this is exact, running
-  statistics included).
+  statistics included; nas_core.batchnorm).
 
 Across cells, the preprocessing ops that read one tensor (a cell's output is read
 by the next two cells, the stem's by the first two) run as one ReLU, one conv and
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batchnorm import batch_norm
 from .depthwise import depthwise
 from .fused import cat_channels, split_channels
 from .ops import NONE, OPS, ReLUConvBN
@@ -55,32 +56,6 @@ def _global_hooks() -> bool:
 
 def _has_hooks(modules) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
-def batch_norm(x, bns, weight, training):
-    """The BNs ``bns`` (affine=False, one per consecutive block of channels of x)
-    applied at once, with ``weight`` multiplying the normalised output. Running
-    statistics are updated in each module as its own forward would."""
-    b0 = bns[0]
-    if len(bns) == 1:
-        rm, rv = b0.running_mean, b0.running_var
-    else:
-        rm = torch.cat([b.running_mean for b in bns])
-        rv = torch.cat([b.running_var for b in bns])
-    momentum = b0.momentum
-    if momentum is None and training:  # a cumulative average, as nn.BatchNorm2d with momentum=None
-        momentum = 1.0 / (float(b0.num_batches_tracked) + 1.0)
-    y = F.batch_norm(x, rm, rv, weight, None, training, 0.0 if momentum is None else momentum, b0.eps)
-    if training:
-        with torch.no_grad():
-            if len(bns) > 1:
-                sizes = [b.num_features for b in bns]
-                # through .data: as inside BN's own kernel, the buffers' version counters do not move
-                # (autograd saved them in graphs that may still be waiting for backward)
-                torch._foreach_copy_([b.running_mean.data for b in bns], list(rm.split(sizes)))
-                torch._foreach_copy_([b.running_var.data for b in bns], list(rv.split(sizes)))
-            torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
-    return y
 
 
 def _separable(groups):

@@ -1,4 +1,4 @@
-"""nas_core.native's compiled depthwise and pointwise kernels against PyTorch's convolution:
+"""nas_core.native's compiled kernels against PyTorch's (depthwise and pointwise convolutions, BN):
 outputs and both gradients in float64 (relative 1e-12) over strides,
 dilations, kernel sizes, channel counts that fill no vector and inputs smaller
 than the kernel; float32 to rounding; and what happens when they cannot be built."""
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas_core import depthwise, native, pointwise
+from nas_core import batchnorm, depthwise, native, pointwise
 
 CL = torch.channels_last
 
@@ -83,6 +83,36 @@ def test_pointwise_kernels_equal_pytorch_in_float64(n, groups, ci, co, h, w):
     dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     for a, b, what in zip(torch.autograd.grad(ref, (x, wt), dy), torch.autograd.grad(out, (x, wt), dy), "xw"):
         assert _rel(a, b) < 1e-12, what
+
+
+@pytest.mark.parametrize("n,c,h,w", [(8, 8, 4, 4), (3, 13, 2, 3), (2, 1, 1, 1)])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momentum):
+    """Output, both gradients and the running statistics, against F.batch_norm in training mode."""
+    g = torch.Generator().manual_seed(n * 100 + c + int(weighted))
+    x = (3 * torch.randn(n, c, h, w, generator=g, dtype=torch.float64) + 1).contiguous(
+        memory_format=CL).requires_grad_()
+    wt = torch.rand(c, generator=g, dtype=torch.float64).requires_grad_() if weighted else None
+    start = (torch.rand(c, generator=g, dtype=torch.float64), torch.rand(c, generator=g, dtype=torch.float64) + 1)
+    stats = {k: tuple(s.clone() for s in start) for k in ("ref", "native")}
+    ref = F.batch_norm(x, *stats["ref"], wt, None, True, momentum, 1e-5)
+    out = batchnorm._NativeBatchNorm.apply(x, wt, *stats["native"], momentum, 1e-5)
+    assert _rel(ref, out) < 1e-12
+    for a, b in zip(stats["ref"], stats["native"]):
+        assert _rel(a, b) < 1e-12
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    leaves = (x, wt) if weighted else (x,)
+    for a, b in zip(torch.autograd.grad(ref, leaves, dy), torch.autograd.grad(out, leaves, dy)):
+        assert _rel(a, b) < 1e-10
+
+
+def test_batch_norm_of_one_value_per_channel_fails_as_pytorchs_does():
+    x = torch.randn(1, 4, 1, 1)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(x, None, None, training=True)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        native.batch_norm(x, None, None, None, 0.1, 1e-5)
 
 
 def test_float32_agrees_to_rounding():
