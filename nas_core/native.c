@@ -253,29 +253,27 @@ int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, in
                                                                                                            \
 /* Batch norm with batch statistics over the P pixels of x (P x C): y = (x - mean) invstd w (w NULL: 1);   \
    mean and invstd out (for the backward); the running statistics (NULL: none) move by momentum, the     \
-   variance's unbiased (as torch.nn.functional.batch_norm). Two passes for the variance. */              \
+   variance's unbiased (as torch.nn.functional.batch_norm). The statistics in one pass (Welford's). */   \
 int bn_forward_##SUF(const T *x, const T *w, T *y, T *mean, T *invstd, T *rmean, T *rvar, int64_t P,        \
                      int64_t C, double eps, double momentum) {                                             \
-  T *var = calloc((size_t)C, sizeof(T));                                                                   \
-  if (!var) return 1;                                                                                      \
+  T *m2 = calloc((size_t)C, sizeof(T));                                                                    \
+  if (!m2) return 1;                                                                                       \
   for (int64_t c = 0; c < C; c++) mean[c] = 0;                                                             \
-  for (int64_t p = 0; p < P; p++) { const T *xr = x + p * C; for (int64_t c = 0; c < C; c++) mean[c] += xr[c]; } \
-  for (int64_t c = 0; c < C; c++) mean[c] /= (T)P;                                                         \
   for (int64_t p = 0; p < P; p++) {                                                                        \
-    const T *xr = x + p * C;                                                                               \
-    for (int64_t c = 0; c < C; c++) { T e = xr[c] - mean[c]; var[c] += e * e; }                            \
+    const T *xr = x + p * C; const T inv = (T)1 / (T)(p + 1);                                              \
+    for (int64_t c = 0; c < C; c++) { T e = xr[c] - mean[c]; mean[c] += e * inv; m2[c] += e * (xr[c] - mean[c]); } \
   }                                                                                                        \
   for (int64_t c = 0; c < C; c++) {                                                                        \
-    invstd[c] = (T)(1.0 / sqrt((double)(var[c] / (T)P) + eps));                                            \
+    invstd[c] = (T)(1.0 / sqrt((double)(m2[c] / (T)P) + eps));                                             \
     if (rmean) rmean[c] = (T)((1.0 - momentum) * rmean[c] + momentum * mean[c]);                           \
-    if (rvar) rvar[c] = (T)((1.0 - momentum) * rvar[c] + momentum * (P > 1 ? var[c] / (T)(P - 1) : var[c])); \
-    var[c] = w ? invstd[c] * w[c] : invstd[c]; /* now the scale */                                         \
+    if (rvar) rvar[c] = (T)((1.0 - momentum) * rvar[c] + momentum * (P > 1 ? m2[c] / (T)(P - 1) : m2[c]));  \
+    m2[c] = w ? invstd[c] * w[c] : invstd[c]; /* now the scale */                                          \
   }                                                                                                        \
   for (int64_t p = 0; p < P; p++) {                                                                        \
     const T *xr = x + p * C; T *yr = y + p * C;                                                            \
-    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * var[c];                                    \
+    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * m2[c];                                     \
   }                                                                                                        \
-  free(var);                                                                                               \
+  free(m2);                                                                                                \
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
