@@ -81,7 +81,7 @@ static int stride1_##SUF(const T *xp, const T *w, T *y, int64_t N, int64_t Hp, i
                                                                                                            \
 /* y (N, OH, OW, C) = the depthwise conv of x (N, H, W, C) with w (KH * KW, C): stride s, padding          \
    (ph, pw), dilation d */                                                                                 \
-int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
+static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
                      int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
                      int64_t d) {                                                                          \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
@@ -110,7 +110,7 @@ int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t
                                                                                                            \
 /* gw (KH * KW, C) = dL/dw from x and g = dL/dy: sum over n, o, q of g[n, o, q, c] times the input          \
    pixel the tap read */                                                                                   \
-int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
+static int dw_weight_grad_taps_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
                          int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
                          int64_t d) {                                                                      \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
@@ -156,7 +156,7 @@ int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, in
                                                                                                            \
 /* gx (N, H, W, C) = dL/dx, each output pixel's gradient scattered back to the input pixels it read         \
    (the caller computes a stride-1 conv's as a forward conv with the flipped kernel instead) */            \
-int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
+static int dw_input_grad_taps_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
                         int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,  \
                         int64_t d) {                                                                       \
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                          \
@@ -183,7 +183,7 @@ int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int
 /* Pointwise: y[p, g Co + o] = sum_i x[p, g Ci + i] w[g, i, o] over the P pixels, G groups            \
    (x: P x G Ci, y: P x G Co; w: G x Ci x Co). dL/dx is the same sum with the weights transposed.         \
    When Co fills whole vectors, four pixels at a time share each load of the weights. */                 \
-int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co) {          \
+static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co) {          \
   const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
   for (int64_t g = 0; g < G; g++) {                                                                        \
     const T *xg = x + g * Ci, *wg = w + g * Ci * Co;                                                       \
@@ -223,7 +223,7 @@ int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t
                                                                                                            \
 /* dL/dw (G x Ci x Co) = sum over pixels of x[p, g Ci + i] g[p, g Co + o]; eight input channels at a      \
    time keep their sums in registers */                                                                   \
-int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
+static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
   const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
   memset(gw, 0, sizeof(T) * G * Ci * Co);                                                                  \
   for (int64_t k = 0; k < G; k++) {                                                                        \
@@ -301,6 +301,64 @@ int bn_backward_##SUF(const T *x, const T *w, const T *g, const T *mean, const T
   }                                                                                                        \
   free(sg);                                                                                                \
   return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* The entry points take PyTorch's weight layouts: a depthwise kernel (C, KH * KW) (flip: rotated by 180   \
+   degrees, for an input gradient), a pointwise one (G, Co, Ci), and give gradients in them. */         \
+static T *taps_##SUF(const T *w, int64_t C, int64_t K, int64_t flip) {                                     \
+  T *t = malloc(sizeof(T) * K * C);                                                                        \
+  if (t) for (int64_t c = 0; c < C; c++) for (int64_t k = 0; k < K; k++) t[k * C + c] = w[c * K + (flip ? K - 1 - k : k)]; \
+  return t;                                                                                                \
+}                                                                                                          \
+int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
+                     int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
+                     int64_t d, int64_t flip) {                                                            \
+  T *t = taps_##SUF(w, C, KH * KW, flip);                                                                  \
+  if (!t) return 1;                                                                                        \
+  int err = dw_forward_taps_##SUF(x, t, y, N, H, W, C, OH, OW, KH, KW, s, ph, pw, d);                      \
+  free(t);                                                                                                 \
+  return err;                                                                                              \
+}                                                                                                          \
+int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
+                        int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,  \
+                        int64_t d) {                                                                       \
+  T *t = taps_##SUF(w, C, KH * KW, 0);                                                                     \
+  if (!t) return 1;                                                                                        \
+  int err = dw_input_grad_taps_##SUF(t, g, gx, N, H, W, C, OH, OW, KH, KW, s, ph, pw, d);                  \
+  free(t);                                                                                                 \
+  return err;                                                                                              \
+}                                                                                                          \
+int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
+                         int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
+                         int64_t d) {                                                                      \
+  const int64_t K = KH * KW;                                                                               \
+  T *t = malloc(sizeof(T) * K * C);                                                                        \
+  if (!t) return 1;                                                                                        \
+  int err = dw_weight_grad_taps_##SUF(x, g, t, N, H, W, C, OH, OW, KH, KW, s, ph, pw, d);                  \
+  for (int64_t c = 0; c < C; c++) for (int64_t k = 0; k < K; k++) gw[c * K + k] = t[k * C + c];            \
+  free(t);                                                                                                 \
+  return err;                                                                                              \
+}                                                                                                          \
+/* transposed: w is (G, Ci, Co) already (an input gradient's weights are the forward's, so read) */        \
+int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co,            \
+                     int64_t transposed) {                                                                 \
+  if (transposed) return pw_forward_ci_co_##SUF(x, w, y, P, G, Ci, Co);                                    \
+  T *t = malloc(sizeof(T) * G * Ci * Co);                                                                  \
+  if (!t) return 1;                                                                                        \
+  for (int64_t g = 0; g < G; g++)                                                                          \
+    for (int64_t o = 0; o < Co; o++) for (int64_t i = 0; i < Ci; i++) t[(g * Ci + i) * Co + o] = w[(g * Co + o) * Ci + i]; \
+  int err = pw_forward_ci_co_##SUF(x, t, y, P, G, Ci, Co);                                                 \
+  free(t);                                                                                                 \
+  return err;                                                                                              \
+}                                                                                                          \
+int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
+  T *t = malloc(sizeof(T) * G * Ci * Co);                                                                  \
+  if (!t) return 1;                                                                                        \
+  int err = pw_weight_grad_ci_co_##SUF(x, g, t, P, G, Ci, Co);                                             \
+  for (int64_t k = 0; k < G; k++)                                                                          \
+    for (int64_t o = 0; o < Co; o++) for (int64_t i = 0; i < Ci; i++) gw[(k * Co + o) * Ci + i] = t[(k * Ci + i) * Co + o]; \
+  free(t);                                                                                                 \
+  return err;                                                                                              \
 }
 
 DEFINE_KERNELS(float, f32)

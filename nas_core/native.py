@@ -28,8 +28,8 @@ FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler kno
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 # name -> its arguments' C types (tensors' data pointers, then sizes)
-_KERNELS = {**{k: [_P] * 3 + [_I] * 12 for k in ("dw_forward", "dw_weight_grad", "dw_input_grad")},
-            **{k: [_P] * 3 + [_I] * 4 for k in ("pw_forward", "pw_weight_grad")},
+_KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I] * 12,
+            "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5, "pw_weight_grad": [_P] * 3 + [_I] * 4,
             "bn_forward": [_P] * 7 + [_I] * 2 + [_D] * 2, "bn_backward": [_P] * 7 + [_I] * 2}
 
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
@@ -141,14 +141,15 @@ def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
-def depthwise_forward(x, w, stride: int, padding: tuple, dilation: int):
-    """The depthwise conv of channels-last x (N, C, H, W) with w (C, 1, KH, KW)."""
+def depthwise_forward(x, w, stride: int, padding: tuple, dilation: int, flip: bool = False):
+    """The depthwise conv of channels-last x (N, C, H, W) with w (C, 1, KH, KW) (``flip``:
+    the kernel rotated by 180 degrees)."""
     n, c, h, wd = x.shape
     kh, kw = w.shape[-2:]
     oh, ow = out_size(h, kh, stride, padding[0], dilation), out_size(wd, kw, stride, padding[1], dilation)
     y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
-    taps = w.reshape(c, kh * kw).t().contiguous()
-    _call("dw_forward", x.dtype, (x, taps, y), n, h, wd, c, oh, ow, kh, kw, stride, *padding, dilation)
+    _call("dw_forward", x.dtype, (x, w.contiguous(), y), n, h, wd, c, oh, ow, kh, kw, stride, *padding, dilation,
+          int(flip))
     return y
 
 
@@ -156,10 +157,10 @@ def depthwise_weight_grad(x, g, w_shape, stride: int, padding: tuple, dilation: 
     """dL/dw (C, 1, KH, KW) from channels-last x and g = dL/dy."""
     n, c, h, wd = x.shape
     kh, kw = w_shape[-2:]
-    taps = torch.empty((kh * kw, c), dtype=x.dtype)
-    _call("dw_weight_grad", x.dtype, (x, g, taps), n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
+    gw = torch.empty((c, 1, kh, kw), dtype=x.dtype)
+    _call("dw_weight_grad", x.dtype, (x, g, gw), n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
           dilation)
-    return taps.t().reshape(c, 1, kh, kw)
+    return gw
 
 
 def depthwise_input_grad(w, g, x_shape, stride: int, padding: tuple, dilation: int):
@@ -169,11 +170,10 @@ def depthwise_input_grad(w, g, x_shape, stride: int, padding: tuple, dilation: i
     if stride == 1 and dilation * (kh - 1) >= padding[0] and dilation * (kw - 1) >= padding[1]:
         # a stride-1 conv's input gradient is the forward conv of g with the flipped kernel
         flipped = (dilation * (kh - 1) - padding[0], dilation * (kw - 1) - padding[1])
-        return depthwise_forward(g, w.flip(-2, -1), 1, flipped, dilation)
+        return depthwise_forward(g, w, 1, flipped, dilation, flip=True)
     gx = torch.empty((n, c, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
-    taps = w.reshape(c, kh * kw).t().contiguous()
-    _call("dw_input_grad", g.dtype, (taps, g, gx), n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride, *padding,
-          dilation)
+    _call("dw_input_grad", g.dtype, (w.contiguous(), g, gx), n, h, wd, c, g.shape[2], g.shape[3], kh, kw, stride,
+          *padding, dilation)
     return gx
 
 
@@ -182,8 +182,7 @@ def pointwise_forward(x, w, groups: int):
     n, _, h, wd = x.shape
     co, ci = w.shape[0] // groups, w.shape[1]
     y = torch.empty((n, groups * co, h, wd), dtype=x.dtype, memory_format=torch.channels_last)
-    taps = w.reshape(groups, co, ci).transpose(1, 2).contiguous()
-    _call("pw_forward", x.dtype, (x, taps, y), n * h * wd, groups, ci, co)
+    _call("pw_forward", x.dtype, (x, w.contiguous(), y), n * h * wd, groups, ci, co, 0)
     return y
 
 
@@ -192,7 +191,8 @@ def pointwise_input_grad(w, g, groups: int):
     n, _, h, wd = g.shape
     co, ci = w.shape[0] // groups, w.shape[1]
     gx = torch.empty((n, groups * ci, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
-    _call("pw_forward", g.dtype, (g, w.reshape(groups, co, ci).contiguous(), gx), n * h * wd, groups, co, ci)
+    # the same sum with the roles of Ci and Co swapped: w read as (groups, Co, Ci) is that sum's (G, Ci', Co')
+    _call("pw_forward", g.dtype, (g, w.contiguous(), gx), n * h * wd, groups, co, ci, 1)
     return gx
 
 
@@ -200,9 +200,9 @@ def pointwise_weight_grad(x, g, w_shape, groups: int):
     """dL/dw (groups * Co, Ci, 1, 1) of :func:`pointwise_forward` from x and g = dL/dy."""
     n, _, h, wd = x.shape
     co, ci = w_shape[0] // groups, w_shape[1]
-    taps = torch.empty((groups, ci, co), dtype=x.dtype)
-    _call("pw_weight_grad", x.dtype, (x, g, taps), n * h * wd, groups, ci, co)
-    return taps.transpose(1, 2).reshape(w_shape)
+    gw = torch.empty(w_shape, dtype=x.dtype)
+    _call("pw_weight_grad", x.dtype, (x, g, gw), n * h * wd, groups, ci, co)
+    return gw
 
 
 def batch_norm(x, weight, running_mean, running_var, momentum: float, eps: float):

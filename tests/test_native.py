@@ -53,7 +53,7 @@ def test_the_fast_paths_depthwise_runs_native_and_drops_taps_that_read_only_padd
     x = torch.randn(3, 6, size, size, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_()
     calls = []
     forward = native.depthwise_forward
-    monkeypatch.setattr(native, "depthwise_forward", lambda *a: calls.append(a[1].shape) or forward(*a))
+    monkeypatch.setattr(native, "depthwise_forward", lambda *a, **k: calls.append(a[1].shape) or forward(*a, **k))
     out = depthwise.depthwise(x, conv)
     assert calls, "the native kernel did not run"
     ref = F.conv2d(x, conv.weight, None, 1, conv.padding, d, 6)
@@ -127,7 +127,7 @@ def test_float32_agrees_to_rounding():
 def test_large_inputs_cuda_other_dtypes_and_native_off_use_pytorch(monkeypatch):
     conv = torch.nn.Conv2d(4, 4, 3, 1, 1, groups=4, bias=False)
     for name in ("depthwise_forward", "pointwise_forward"):
-        monkeypatch.setattr(native, name, lambda *a: pytest.fail("native kernel called"))
+        monkeypatch.setattr(native, name, lambda *a, **k: pytest.fail("native kernel called"))
     big = torch.randn(1, 4, 1, depthwise.NATIVE_MAX_ELEMENTS // 4 + 1).contiguous(memory_format=CL)
     depthwise.depthwise(big, conv)
     pointwise.pointwise(torch.randn(1, 4, 1, pointwise.NATIVE_MAX_ELEMENTS // 4 + 1), torch.randn(4, 4, 1, 1))
