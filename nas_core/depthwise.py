@@ -119,10 +119,7 @@ def _conv_same(x, w, padding, groups):
     on 2x2 is its central 3x3, on 1x1 its centre): exactly the same sums, and their
     gradient stays exactly 0; the CPU's kernel is slowest on such inputs."""
     if padding == ((w.shape[-2] - 1) // 2, (w.shape[-1] - 1) // 2):
-        kh, kw = min(w.shape[-2], 2 * x.shape[-2] - 1), min(w.shape[-1], 2 * x.shape[-1] - 1)
-        if (kh, kw) != tuple(w.shape[-2:]):
-            a, b = (w.shape[-2] - kh) // 2, (w.shape[-1] - kw) // 2
-            w, padding = w[:, :, a:a + kh, b:b + kw], ((kh - 1) // 2, (kw - 1) // 2)
+        w, padding = _live_taps(w, tuple(padding), 1, x.shape[-2:])
     if (padding == ((w.shape[-2] - 1) // 2, (w.shape[-1] - 1) // 2) and torch.is_grad_enabled()
             and x.numel() >= DEPTHWISE_SPLIT_BACKWARD_MIN):
         return _DepthwiseConv.apply(x, w, padding, groups)

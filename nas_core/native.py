@@ -177,23 +177,24 @@ def depthwise_input_grad(w, g, x_shape, stride: int, padding: tuple, dilation: i
     return gx
 
 
-def pointwise_forward(x, w, groups: int):
-    """The grouped 1x1 conv of channels-last x (N, groups * Ci, H, W) with w (groups * Co, Ci, 1, 1)."""
+def _pointwise(x, w, groups: int, ci: int, co: int, transposed: bool):
+    """y (N, groups * co, H, W) = the grouped 1x1 sum of channels-last x with w, read as
+    (groups, co, ci), or as (groups, ci, co) if ``transposed``."""
     n, _, h, wd = x.shape
-    co, ci = w.shape[0] // groups, w.shape[1]
     y = torch.empty((n, groups * co, h, wd), dtype=x.dtype, memory_format=torch.channels_last)
-    _call("pw_forward", x.dtype, (x, w.contiguous(), y), n * h * wd, groups, ci, co, 0)
+    _call("pw_forward", x.dtype, (x, w.contiguous(), y), n * h * wd, groups, ci, co, int(transposed))
     return y
 
 
+def pointwise_forward(x, w, groups: int):
+    """The grouped 1x1 conv of channels-last x (N, groups * Ci, H, W) with w (groups * Co, Ci, 1, 1)."""
+    return _pointwise(x, w, groups, w.shape[1], w.shape[0] // groups, transposed=False)
+
+
 def pointwise_input_grad(w, g, groups: int):
-    """dL/dx of :func:`pointwise_forward` from g = dL/dy (channels-last)."""
-    n, _, h, wd = g.shape
-    co, ci = w.shape[0] // groups, w.shape[1]
-    gx = torch.empty((n, groups * ci, h, wd), dtype=g.dtype, memory_format=torch.channels_last)
-    # the same sum with the roles of Ci and Co swapped: w read as (groups, Co, Ci) is that sum's (G, Ci', Co')
-    _call("pw_forward", g.dtype, (g, w.contiguous(), gx), n * h * wd, groups, co, ci, 1)
-    return gx
+    """dL/dx of :func:`pointwise_forward` from g = dL/dy (channels-last): the same sum with
+    the roles of Ci and Co swapped, w (groups, Co, Ci) read as that sum's (groups, Ci', Co')."""
+    return _pointwise(g, w, groups, w.shape[0] // groups, w.shape[1], transposed=True)
 
 
 def pointwise_weight_grad(x, g, w_shape, groups: int):
