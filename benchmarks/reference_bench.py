@@ -210,7 +210,7 @@ def main(argv=None):
     p.add_argument("--max-rounds", type=int, default=None)
     p.add_argument("--old", default="0e96e4d", help="git ref the DSNAS steps/s are compared with ('' skips it)")
     p.add_argument("--bilevel-epochs", type=int, default=None, help="epochs timed (0 skips it)")
-    p.add_argument("--dsnas-rounds", type=int, default=None)
+    p.add_argument("--dsnas-rounds", type=int, default=None, help="fresh-subprocess rounds of each code (default 5)")
     p.add_argument("--dsnas-steps", type=int, default=None)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--out", default=None)
@@ -263,7 +263,7 @@ def main(argv=None):
                     print(f"{label} {r['error']}", flush=True)
     dsnas = None
     if args.old:
-        dsnas = dsnas_compare(args.old, args.dsnas_rounds or (2 if quick else 3),
+        dsnas = dsnas_compare(args.old, args.dsnas_rounds or (2 if quick else 5),
                               args.dsnas_steps or (100 if quick else 200), args.timeout)
     epochs = args.bilevel_epochs if args.bilevel_epochs is not None else (5 if quick else 40)
     bilevel = launch("bilevel", {"epochs": epochs}, str(ROOT), args.timeout) if epochs else None
