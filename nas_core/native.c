@@ -305,15 +305,22 @@ int bn_backward_##SUF(const T *x, const T *w, const T *g, const T *mean, const T
                                                                                                            \
 /* The entry points take PyTorch's weight layouts: a depthwise kernel (C, KH * KW) (flip: rotated by 180   \
    degrees, for an input gradient), a pointwise one (G, Co, Ci), and give gradients in them. */         \
-static T *taps_##SUF(const T *w, int64_t C, int64_t K, int64_t flip) {                                     \
-  T *t = malloc(sizeof(T) * K * C);                                                                        \
-  if (t) for (int64_t c = 0; c < C; c++) for (int64_t k = 0; k < K; k++) t[k * C + c] = w[c * K + (flip ? K - 1 - k : k)]; \
+/* dst (G, cols, rows) = src (G, rows, cols), transposed per group (rev: dst's rows in reverse order) */    \
+static void transpose_##SUF(const T *src, T *dst, int64_t G, int64_t R, int64_t Cc, int64_t rev) {         \
+  for (int64_t g = 0; g < G; g++)                                                                          \
+    for (int64_t r = 0; r < R; r++)                                                                        \
+      for (int64_t c = 0; c < Cc; c++) dst[(g * Cc + (rev ? Cc - 1 - c : c)) * R + r] = src[(g * R + r) * Cc + c]; \
+}                                                                                                          \
+/* a transposed copy of src (NULL when memory runs out) */                                                 \
+static T *transposed_##SUF(const T *src, int64_t G, int64_t R, int64_t Cc, int64_t rev) {                  \
+  T *t = malloc(sizeof(T) * G * R * Cc);                                                                   \
+  if (t) transpose_##SUF(src, t, G, R, Cc, rev);                                                           \
   return t;                                                                                                \
 }                                                                                                          \
 int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
                      int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
                      int64_t d, int64_t flip) {                                                            \
-  T *t = taps_##SUF(w, C, KH * KW, flip);                                                                  \
+  T *t = transposed_##SUF(w, 1, C, KH * KW, flip);                                                         \
   if (!t) return 1;                                                                                        \
   int err = dw_forward_taps_##SUF(x, t, y, N, H, W, C, OH, OW, KH, KW, s, ph, pw, d);                      \
   free(t);                                                                                                 \
@@ -322,7 +329,7 @@ int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t
 int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
                         int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,  \
                         int64_t d) {                                                                       \
-  T *t = taps_##SUF(w, C, KH * KW, 0);                                                                     \
+  T *t = transposed_##SUF(w, 1, C, KH * KW, 0);                                                            \
   if (!t) return 1;                                                                                        \
   int err = dw_input_grad_taps_##SUF(t, g, gx, N, H, W, C, OH, OW, KH, KW, s, ph, pw, d);                  \
   free(t);                                                                                                 \
@@ -335,7 +342,7 @@ int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, in
   T *t = malloc(sizeof(T) * K * C);                                                                        \
   if (!t) return 1;                                                                                        \
   int err = dw_weight_grad_taps_##SUF(x, g, t, N, H, W, C, OH, OW, KH, KW, s, ph, pw, d);                  \
-  for (int64_t c = 0; c < C; c++) for (int64_t k = 0; k < K; k++) gw[c * K + k] = t[k * C + c];            \
+  transpose_##SUF(t, gw, 1, K, C, 0);                                                                      \
   free(t);                                                                                                 \
   return err;                                                                                              \
 }                                                                                                          \
@@ -343,10 +350,8 @@ int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, in
 int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co,            \
                      int64_t transposed) {                                                                 \
   if (transposed) return pw_forward_ci_co_##SUF(x, w, y, P, G, Ci, Co);                                    \
-  T *t = malloc(sizeof(T) * G * Ci * Co);                                                                  \
+  T *t = transposed_##SUF(w, G, Co, Ci, 0);                                                                \
   if (!t) return 1;                                                                                        \
-  for (int64_t g = 0; g < G; g++)                                                                          \
-    for (int64_t o = 0; o < Co; o++) for (int64_t i = 0; i < Ci; i++) t[(g * Ci + i) * Co + o] = w[(g * Co + o) * Ci + i]; \
   int err = pw_forward_ci_co_##SUF(x, t, y, P, G, Ci, Co);                                                 \
   free(t);                                                                                                 \
   return err;                                                                                              \
@@ -355,8 +360,7 @@ int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, in
   T *t = malloc(sizeof(T) * G * Ci * Co);                                                                  \
   if (!t) return 1;                                                                                        \
   int err = pw_weight_grad_ci_co_##SUF(x, g, t, P, G, Ci, Co);                                             \
-  for (int64_t k = 0; k < G; k++)                                                                          \
-    for (int64_t o = 0; o < Co; o++) for (int64_t i = 0; i < Ci; i++) gw[(k * Co + o) * Ci + i] = t[(k * Ci + i) * Co + o]; \
+  transpose_##SUF(t, gw, G, Ci, Co, 0);                                                                    \
   free(t);                                                                                                 \
   return err;                                                                                              \
 }
