@@ -18,8 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFINE_KERNELS(T, SUF)                                                                             \
+#define DEFINE_KERNELS(T, SUF, I)                                                                             \
 typedef T vec_##SUF __attribute__((vector_size(32)));                                                      \
+typedef I ivec_##SUF __attribute__((vector_size(32))); /* a comparison's lanes */                                                      \
 enum { LANES_##SUF = 32 / sizeof(T) };                                                                     \
 static inline vec_##SUF load_##SUF(const T *p) { vec_##SUF v; memcpy(&v, p, 32); return v; }               \
 static inline void store_##SUF(T *p, vec_##SUF v) { memcpy(p, &v, 32); }                                   \
@@ -33,6 +34,80 @@ static T *padded_##SUF(const T *x, int64_t N, int64_t H, int64_t W, int64_t C, i
     for (int64_t h = 0; h < H; h++)                                                                        \
       memcpy(xp + ((n * Hp + h + ph) * Wp + pw) * C, x + (n * H + h) * W * C, sizeof(T) * W * C);          \
   return xp;                                                                                               \
+}                                                                                                          \
+                                                                                                           \
+/* Stride 1, C a whole number of vectors: one image's vector of channels at a time is copied into a     \
+   zero-bordered plane of Hp x Wp pixels (small enough to stay in the L1 cache), and for each output row \
+   Q pixels' sums stay in registers through every tap, so each tap's weights are loaded once per Q       \
+   pixels. */                                                                                            \
+static inline __attribute__((always_inline)) void dw_block_##SUF(const T *xp, const T *w, T *yr, int64_t C,  \
+                                                                 int64_t Wp, int64_t KH, const int KW,    \
+                                                                 const int d, const int Q) {             \
+  const int64_t V = LANES_##SUF;                                                                           \
+  vec_##SUF s[8] = {{0}}, xv[8 + 4 * 2]; /* a row's input vectors, each loaded once for every tap */       \
+  for (int64_t a = 0; a < KH; a++) {                                                                       \
+    const T *xa = xp + a * d * Wp * V;                                                                     \
+    for (int t = 0; t < Q + (KW - 1) * d; t++) xv[t] = load_##SUF(xa + t * V);                             \
+    for (int b = 0; b < KW; b++) {                                                                         \
+      const vec_##SUF wv = load_##SUF(w + (a * KW + b) * C);                                               \
+      for (int j = 0; j < Q; j++) s[j] += xv[j + b * d] * wv;                                              \
+    }                                                                                                      \
+  }                                                                                                        \
+  for (int j = 0; j < Q; j++) store_##SUF(yr + j * C, s[j]);                                               \
+}                                                                                                          \
+/* one output row's pixels in blocks of 8, 4 and 1, the kernel's width and dilation as constants */        \
+static inline __attribute__((always_inline)) void dw_row_##SUF(const T *pr, const T *w, T *yr, int64_t C,    \
+                                                               int64_t Wp, int64_t OW, int64_t KH,        \
+                                                               const int KW, const int d) {              \
+  const int64_t V = LANES_##SUF;                                                                           \
+  int64_t q = 0;                                                                                           \
+  for (; q + 8 <= OW; q += 8) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 8);              \
+  for (; q + 4 <= OW; q += 4) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 4);              \
+  for (; q < OW; q++) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 1);                      \
+}                                                                                                          \
+static int stride1_planes_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,  \
+                                int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t ph, int64_t pw,    \
+                                int64_t d) {                                                               \
+  const int64_t V = LANES_##SUF, Hp = H + 2 * ph, Wp = W + 2 * pw;                                         \
+  T *plane = calloc((size_t)(Hp * Wp * V), sizeof(T)); /* its border stays zero */                        \
+  if (!plane) return 1;                                                                                    \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t c = 0; c < C; c += V) {                                                                   \
+      for (int64_t h = 0; h < H; h++)                                                                      \
+        for (int64_t q = 0; q < W; q++)                                                                    \
+          store_##SUF(plane + ((h + ph) * Wp + q + pw) * V, load_##SUF(x + ((n * H + h) * W + q) * C + c)); \
+      for (int64_t o = 0; o < OH; o++) {                                                                   \
+        const T *pr = plane + o * Wp * V;                                                                  \
+        T *yr = y + (n * OH + o) * OW * C + c;                                                             \
+        switch (KW * 8 + d) {                                                                              \
+          case 3 * 8 + 1: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 3, 1); break;                         \
+          case 5 * 8 + 1: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 5, 1); break;                         \
+          case 3 * 8 + 2: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 3, 2); break;                         \
+          case 5 * 8 + 2: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 5, 2); break;                         \
+          default: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 1, 1); break; /* KW 1 */                     \
+        }                                                                                                  \
+      }                                                                                                    \
+    }                                                                                                      \
+  free(plane);                                                                                             \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* Stride 1, C a whole number of vectors: dL/dw for one row a of taps, its K taps' sums in registers, each \
+   gradient vector loaded once for all of them */                                                         \
+static inline __attribute__((always_inline)) void wg_row_##SUF(const T *xp, const T *g, T *gw, int64_t N,   \
+                                                               int64_t Hp, int64_t Wp, int64_t C,         \
+                                                               int64_t OH, int64_t OW, int64_t a,         \
+                                                               int64_t d, int64_t c, const int K) {      \
+  vec_##SUF s[8] = {{0}};                                                                                  \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t o = 0; o < OH; o++) {                                                                     \
+      const T *gr = g + (n * OH + o) * OW * C + c, *xr = xp + ((n * Hp + o + a * d) * Wp) * C + c;         \
+      for (int64_t q = 0; q < OW; q++) {                                                                   \
+        const vec_##SUF gv = load_##SUF(gr + q * C);                                                       \
+        for (int b = 0; b < K; b++) s[b] += load_##SUF(xr + (q + b * d) * C) * gv;                         \
+      }                                                                                                    \
+    }                                                                                                      \
+  for (int b = 0; b < K; b++) store_##SUF(gw + (a * K + b) * C + c, s[b]);                                  \
 }                                                                                                          \
                                                                                                            \
 /* stride 1 on a padded input: y[n, o, q, c] = sum_ab xp[n, o + a d, q + b d, c] w[a, b, c] */             \
@@ -84,11 +159,14 @@ static int stride1_##SUF(const T *xp, const T *w, T *y, int64_t N, int64_t Hp, i
 static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
                      int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
                      int64_t d) {                                                                          \
+  if (s == 1 && C % LANES_##SUF == 0 && (KW == 1 || ((KW == 3 || KW == 5) && (d == 1 || d == 2)))) {      \
+    return stride1_planes_##SUF(x, w, y, N, H, W, C, OH, OW, KH, KW, ph, pw, d);                           \
+  }                                                                                                        \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
   if (!xp) return 1;                                                                                       \
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                          \
   int err = 0;                                                                                             \
-  if (s == 1) {                                                                                            \
+  if (s == 1) {                                                                                     \
     err = stride1_##SUF(xp, w, y, N, Hp, Wp, C, OH, OW, KH, KW, d);                                        \
   } else {                                                                                                 \
     for (int64_t n = 0; n < N; n++)                                                                        \
@@ -117,7 +195,13 @@ static int dw_weight_grad_taps_##SUF(const T *x, const T *g, T *gw, int64_t N, i
   if (!xp) return 1;                                                                                       \
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw, L = OW * C, V = LANES_##SUF;                             \
   memset(gw, 0, sizeof(T) * KH * KW * C);                                                                  \
-  if (s == 1) {                                                                                            \
+  if (s == 1 && C % V == 0 && (KW == 3 || KW == 5)) {                                                      \
+    for (int64_t c = 0; c < C; c += V)                                                                     \
+      for (int64_t a = 0; a < KH; a++) {                                                                   \
+        if (KW == 3) wg_row_##SUF(xp, g, gw, N, Hp, Wp, C, OH, OW, a, d, c, 3);                            \
+        else wg_row_##SUF(xp, g, gw, N, Hp, Wp, C, OH, OW, a, d, c, 5);                                    \
+      }                                                                                                    \
+  } else if (s == 1) {                                                                                            \
     T *rows = calloc((size_t)(KH * KW * L), sizeof(T)); /* per tap, the sums over images and rows */       \
     if (!rows) { free(xp); return 1; }                                                                     \
     const int64_t main = L - L % V;                                                                        \
@@ -303,6 +387,112 @@ int bn_backward_##SUF(const T *x, const T *w, const T *g, const T *mean, const T
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
+/* 3x3 pooling with padding 1 and stride s of x (N, H, W, C) into (N, OH, OW, C), as PyTorch's: a max   \
+   over the window's input pixels (the first maximum in row order, or the last NaN, is the one whose     \
+   tap, 0..8, goes to idx for the backward), or their mean (padding not counted). The window of output  \
+   (o, q) is rows h0..h1 - 1 and columns w0..w1 - 1; whole vectors of channels where C allows. */         \
+static inline void window_##SUF(int64_t o, int64_t q, int64_t s, int64_t H, int64_t W, int64_t *h0,         \
+                                int64_t *h1, int64_t *w0, int64_t *w1) {                                   \
+  *h0 = o * s - 1 < 0 ? 0 : o * s - 1; *h1 = o * s + 2 > H ? H : o * s + 2;                                \
+  *w0 = q * s - 1 < 0 ? 0 : q * s - 1; *w1 = q * s + 2 > W ? W : q * s + 2;                                \
+}                                                                                                          \
+int max_pool_##SUF(const T *x, T *y, I *idx, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH,        \
+                   int64_t OW, int64_t s) {                                                                \
+  const int64_t V = LANES_##SUF, main = C % V == 0 ? C : 0;                                                \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t o = 0; o < OH; o++)                                                                       \
+      for (int64_t q = 0; q < OW; q++) {                                                                   \
+        int64_t h0, h1, w0, w1;                                                                            \
+        window_##SUF(o, q, s, H, W, &h0, &h1, &w0, &w1);                                                   \
+        const int64_t at = ((n * OH + o) * OW + q) * C, t0 = (h0 - o * s + 1) * 3 + w0 - q * s + 1;       \
+        const T *x0 = x + ((n * H + h0) * W + w0) * C;                                                     \
+        for (int64_t c = 0; c < main; c += V) {                                                            \
+          vec_##SUF m = load_##SUF(x0 + c);                                                                \
+          ivec_##SUF id = (ivec_##SUF){0} + (I)t0;                                                         \
+          for (int64_t h = h0; h < h1; h++)                                                                \
+            for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; w++) {                                       \
+              const vec_##SUF v = load_##SUF(x + ((n * H + h) * W + w) * C + c);                           \
+              const ivec_##SUF take = (v > m) | (v != v);                                                  \
+              m = (vec_##SUF)(((ivec_##SUF)v & take) | ((ivec_##SUF)m & ~take));                           \
+              id = (((ivec_##SUF){0} + (I)((h - o * s + 1) * 3 + w - q * s + 1)) & take) | (id & ~take);   \
+            }                                                                                              \
+          memcpy(y + at + c, &m, sizeof m); memcpy(idx + at + c, &id, sizeof id);                          \
+        }                                                                                                  \
+        for (int64_t c = main; c < C; c++) {                                                               \
+          T m = x0[c]; I id = (I)t0;                                                                       \
+          for (int64_t h = h0; h < h1; h++)                                                                \
+            for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; w++) {                                       \
+              const T v = x[((n * H + h) * W + w) * C + c];                                                \
+              if (v > m || v != v) { m = v; id = (I)((h - o * s + 1) * 3 + w - q * s + 1); }               \
+            }                                                                                              \
+          y[at + c] = m; idx[at + c] = id;                                                                 \
+        }                                                                                                  \
+      }                                                                                                    \
+  return 0;                                                                                                \
+}                                                                                                          \
+/* its input gradient: each output's g added to the input pixel its tap idx read */                        \
+int max_pool_backward_##SUF(const T *g, const I *idx, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,    \
+                            int64_t OH, int64_t OW, int64_t s) {                                           \
+  const int64_t V = LANES_##SUF, main = C % V == 0 ? C : 0;                                                \
+  memset(gx, 0, sizeof(T) * N * H * W * C);                                                                \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t o = 0; o < OH; o++)                                                                       \
+      for (int64_t q = 0; q < OW; q++) {                                                                   \
+        int64_t h0, h1, w0, w1;                                                                            \
+        window_##SUF(o, q, s, H, W, &h0, &h1, &w0, &w1);                                                   \
+        const int64_t at = ((n * OH + o) * OW + q) * C;                                                    \
+        for (int64_t h = h0; h < h1; h++)                                                                  \
+          for (int64_t w = w0; w < w1; w++) {                                                              \
+            T *gxr = gx + ((n * H + h) * W + w) * C; const I t = (I)((h - o * s + 1) * 3 + w - q * s + 1); \
+            for (int64_t c = 0; c < main; c += V) {                                                        \
+              ivec_##SUF id; memcpy(&id, idx + at + c, sizeof id);                                         \
+              const vec_##SUF gv = (vec_##SUF)((ivec_##SUF)load_##SUF(g + at + c) & (id == t));           \
+              store_##SUF(gxr + c, load_##SUF(gxr + c) + gv);                                              \
+            }                                                                                              \
+            for (int64_t c = main; c < C; c++)                                                             \
+              if (idx[at + c] == t) gxr[c] += g[at + c];                                                   \
+          }                                                                                                \
+      }                                                                                                    \
+  return 0;                                                                                                \
+}                                                                                                          \
+/* the mean (backward: x is g, y is gx, and each output's g / count goes to its window's pixels) */        \
+int avg_pool_##SUF(const T *x, T *y, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,    \
+                   int64_t s, int64_t backward) {                                                          \
+  const int64_t V = LANES_##SUF, main = C % V == 0 ? C : 0;                                                \
+  if (backward) memset(y, 0, sizeof(T) * N * H * W * C);                                                   \
+  for (int64_t n = 0; n < N; n++)                                                                          \
+    for (int64_t o = 0; o < OH; o++)                                                                       \
+      for (int64_t q = 0; q < OW; q++) {                                                                   \
+        int64_t h0, h1, w0, w1;                                                                            \
+        window_##SUF(o, q, s, H, W, &h0, &h1, &w0, &w1);                                                   \
+        const T count = (T)((h1 - h0) * (w1 - w0));                                                        \
+        const int64_t at = ((n * OH + o) * OW + q) * C;                                                    \
+        if (backward) {                                                                                    \
+          for (int64_t h = h0; h < h1; h++)                                                                \
+            for (int64_t w = w0; w < w1; w++) {                                                            \
+              T *gxr = y + ((n * H + h) * W + w) * C;                                                      \
+              for (int64_t c = 0; c < main; c += V)                                                        \
+                store_##SUF(gxr + c, load_##SUF(gxr + c) + load_##SUF(x + at + c) / count);                \
+              for (int64_t c = main; c < C; c++) gxr[c] += x[at + c] / count;                              \
+            }                                                                                              \
+        } else {                                                                                           \
+          for (int64_t c = 0; c < main; c += V) {                                                          \
+            vec_##SUF acc = {0};                                                                           \
+            for (int64_t h = h0; h < h1; h++)                                                              \
+              for (int64_t w = w0; w < w1; w++) acc += load_##SUF(x + ((n * H + h) * W + w) * C + c);      \
+            store_##SUF(y + at + c, acc / count);                                                          \
+          }                                                                                                \
+          for (int64_t c = main; c < C; c++) {                                                             \
+            T acc = 0;                                                                                     \
+            for (int64_t h = h0; h < h1; h++)                                                              \
+              for (int64_t w = w0; w < w1; w++) acc += x[((n * H + h) * W + w) * C + c];                   \
+            y[at + c] = acc / count;                                                                       \
+          }                                                                                                \
+        }                                                                                                  \
+      }                                                                                                    \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
 /* The entry points take PyTorch's weight layouts: a depthwise kernel (C, KH * KW) (flip: rotated by 180   \
    degrees, for an input gradient), a pointwise one (G, Co, Ci), and give gradients in them. */         \
 /* dst (G, cols, rows) = src (G, rows, cols), transposed per group (rev: dst's rows in reverse order) */    \
@@ -365,5 +555,5 @@ int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, in
   return err;                                                                                              \
 }
 
-DEFINE_KERNELS(float, f32)
-DEFINE_KERNELS(double, f64)
+DEFINE_KERNELS(float, f32, int32_t)
+DEFINE_KERNELS(double, f64, int64_t)

@@ -26,11 +26,13 @@ ENV = "NAS_CORE_NATIVE"
 CACHE_ENV = "NAS_CORE_NATIVE_DIR"
 FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler knows no -march=native
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_INDEX = {torch.float32: torch.int32, torch.float64: torch.int64}  # a max pool's taps, as wide as its values
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 # name -> its arguments' C types (tensors' data pointers, then sizes)
 _KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I] * 12,
             "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5, "pw_weight_grad": [_P] * 3 + [_I] * 4,
-            "bn_forward": [_P] * 7 + [_I] * 2 + [_D] * 2, "bn_backward": [_P] * 7 + [_I] * 2}
+            "bn_forward": [_P] * 7 + [_I] * 2 + [_D] * 2, "bn_backward": [_P] * 7 + [_I] * 2,
+            "max_pool": [_P] * 3 + [_I] * 7, "max_pool_backward": [_P] * 3 + [_I] * 7, "avg_pool": [_P] * 2 + [_I] * 8}
 
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
 _lib = None
@@ -226,3 +228,43 @@ def batch_norm_backward(x, weight, g, mean, invstd, input_grad: bool, weight_gra
     gw = torch.empty(c, dtype=x.dtype) if weight_grad else None
     _call("bn_backward", x.dtype, (x, weight, g, mean, invstd, gx, gw), n * h * w, c)
     return gx, gw
+
+
+def _pooled(x_shape, stride: int):
+    n, c, h, w = x_shape
+    return n, c, h, w, out_size(h, 3, stride, 1, 1), out_size(w, 3, stride, 1, 1)
+
+
+def max_pool(x, stride: int):
+    """3x3 max pooling (padding 1) of channels-last x, as ``F.max_pool2d(x, 3, stride, 1)``;
+    returns y and, per output, the tap (0..8) its maximum came from (for the backward)."""
+    n, c, h, w, oh, ow = _pooled(x.shape, stride)
+    y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
+    idx = torch.empty((n, c, oh, ow), dtype=_INDEX[x.dtype], memory_format=torch.channels_last)
+    _call("max_pool", x.dtype, (x, y, idx), n, h, w, c, oh, ow, stride)
+    return y, idx
+
+
+def max_pool_backward(g, idx, x_shape, stride: int):
+    """dL/dx of :func:`max_pool` from channels-last g = dL/dy."""
+    n, c, h, w, oh, ow = _pooled(x_shape, stride)
+    gx = torch.empty((n, c, h, w), dtype=g.dtype, memory_format=torch.channels_last)
+    _call("max_pool_backward", g.dtype, (g, idx, gx), n, h, w, c, oh, ow, stride)
+    return gx
+
+
+def avg_pool(x, stride: int):
+    """3x3 average pooling (padding 1, not counted) of channels-last x, as
+    ``F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)``."""
+    n, c, h, w, oh, ow = _pooled(x.shape, stride)
+    y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
+    _call("avg_pool", x.dtype, (x, y), n, h, w, c, oh, ow, stride, 0)
+    return y
+
+
+def avg_pool_backward(g, x_shape, stride: int):
+    """dL/dx of :func:`avg_pool` from channels-last g = dL/dy."""
+    n, c, h, w, oh, ow = _pooled(x_shape, stride)
+    gx = torch.empty((n, c, h, w), dtype=g.dtype, memory_format=torch.channels_last)
+    _call("avg_pool", g.dtype, (g, gx), n, h, w, c, oh, ow, stride, 1)
+    return gx

@@ -12,6 +12,7 @@ makes the step fast:
 - the depthwise convs of one kind (op) as one conv over their concatenated inputs
   and kernels (nas_core.depthwise: dilated ones on polyphase components);
 - every pointwise conv of a stage as one grouped conv (nas_core.pointwise);
+- the pools by nas_core.pooling's kernels;
 - every BatchNorm of a stage as one BN over the concatenated channels (BN with
   batch statistics and ``affine=False`` is per channel, so this is exact, running
   statistics included; nas_core.batchnorm).
@@ -39,6 +40,7 @@ from .depthwise import depthwise
 from .fused import cat_channels, split_channels
 from .ops import NONE, OPS, ReLUConvBN
 from .pointwise import pointwise
+from .pooling import avg_pool, max_pool
 
 MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
@@ -201,8 +203,7 @@ class Waves:
                 if k == MAX or k == AVG:
                     if (k, i) not in pooled:
                         x = states[i]
-                        pooled[k, i] = (F.max_pool2d(x, 3, stride, 1) if k == MAX
-                                        else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
+                        pooled[k, i] = max_pool(x, stride) if k == MAX else avg_pool(x, stride)
                     blocks.append(pooled[k, i])
                     bns.append(ops[k])
                 elif k == SKIP:
