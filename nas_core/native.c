@@ -269,13 +269,15 @@ static int dw_input_grad_taps_##SUF(const T *w, const T *g, T *gx, int64_t N, in
    When Co fills whole vectors, four pixels at a time share each load of the weights. */                 \
 static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co) {          \
   const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
+  for (int64_t p0 = 0; p0 < P; p0 += 64) { /* tiles of pixels, each read once for every group */          \
+  const int64_t p1 = P - p0 < 64 ? P : p0 + 64;                                                            \
   for (int64_t g = 0; g < G; g++) {                                                                        \
     const T *xg = x + g * Ci, *wg = w + g * Ci * Co;                                                       \
     T *yg = y + g * Co;                                                                                    \
     if (Co % V == 0) {                                                                                     \
       for (int64_t ob = 0; ob < Co; ob += V) {                                                             \
-        int64_t p = 0;                                                                                     \
-        for (; p + 4 <= P; p += 4) {                                                                       \
+        int64_t p = p0;                                                                                    \
+        for (; p + 4 <= p1; p += 4) {                                                                       \
           vec_##SUF s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                \
           const T *x0 = xg + p * Xs;                                                                       \
           for (int64_t i = 0; i < Ci; i++) {                                                               \
@@ -285,14 +287,14 @@ static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64
           store_##SUF(yg + p * Ys + ob, s0); store_##SUF(yg + (p + 1) * Ys + ob, s1);                      \
           store_##SUF(yg + (p + 2) * Ys + ob, s2); store_##SUF(yg + (p + 3) * Ys + ob, s3);                \
         }                                                                                                  \
-        for (; p < P; p++) {                                                                               \
+        for (; p < p1; p++) {                                                                              \
           vec_##SUF s0 = {0};                                                                              \
           for (int64_t i = 0; i < Ci; i++) s0 += xg[p * Xs + i] * load_##SUF(wg + i * Co + ob);            \
           store_##SUF(yg + p * Ys + ob, s0);                                                               \
         }                                                                                                  \
       }                                                                                                    \
     } else {                                                                                               \
-      for (int64_t p = 0; p < P; p++) {                                                                    \
+      for (int64_t p = p0; p < p1; p++) {                                                                  \
         T *yr = yg + p * Ys;                                                                               \
         for (int64_t o = 0; o < Co; o++) yr[o] = 0;                                                        \
         for (int64_t i = 0; i < Ci; i++) {                                                                 \
@@ -302,6 +304,7 @@ static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64
       }                                                                                                    \
     }                                                                                                      \
   }                                                                                                        \
+  }                                                                                                        \
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
@@ -310,6 +313,8 @@ static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64
 static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
   const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
   memset(gw, 0, sizeof(T) * G * Ci * Co);                                                                  \
+  for (int64_t p0 = 0; p0 < P; p0 += 64) { /* tiles of pixels; each sum continues in pixel order */       \
+  const int64_t p1 = P - p0 < 64 ? P : p0 + 64;                                                            \
   for (int64_t k = 0; k < G; k++) {                                                                        \
     const T *xk = x + k * Ci, *gk = g + k * Co;                                                            \
     T *wk = gw + k * Ci * Co;                                                                              \
@@ -317,20 +322,22 @@ static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, 
     if (Co % V == 0)                                                                                       \
       for (; i0 + 8 <= Ci; i0 += 8)                                                                        \
         for (int64_t ob = 0; ob < Co; ob += V) {                                                           \
-          vec_##SUF s[8] = {{0}};                                                                          \
-          for (int64_t p = 0; p < P; p++) {                                                                \
+          vec_##SUF s[8];                                                                                  \
+          for (int j = 0; j < 8; j++) s[j] = load_##SUF(wk + (i0 + j) * Co + ob);                          \
+          for (int64_t p = p0; p < p1; p++) {                                                                \
             const vec_##SUF gv = load_##SUF(gk + p * Ys + ob);                                             \
             const T *xr = xk + p * Xs + i0;                                                                \
             for (int j = 0; j < 8; j++) s[j] += xr[j] * gv;                                                \
           }                                                                                                \
           for (int j = 0; j < 8; j++) store_##SUF(wk + (i0 + j) * Co + ob, s[j]);                          \
         }                                                                                                  \
-    for (int64_t p = 0; p < P; p++)                                                                        \
+    for (int64_t p = p0; p < p1; p++)                                                                      \
       for (int64_t i = i0; i < Ci; i++) {                                                                  \
         const T xi = xk[p * Xs + i], *gr = gk + p * Ys;                                                    \
         T *ar = wk + i * Co;                                                                               \
         for (int64_t o = 0; o < Co; o++) ar[o] += xi * gr[o];                                              \
       }                                                                                                    \
+  }                                                                                                        \
   }                                                                                                        \
   return 0;                                                                                                \
 }                                                                                                          \
