@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native
+from .fused import cat_channels
 
 # measured, forward and backward against F.batch_norm on channels-last inputs: the same at 16k elements,
 # 2.7x faster at 330k, 4.5x at 1.8M (PyTorch's channels-last BN backward is slow), the same at 8M
@@ -16,30 +17,34 @@ NATIVE_MAX_ELEMENTS = 1 << 22
 
 
 class _NativeBatchNorm(torch.autograd.Function):
-    """Training-mode BN (batch statistics, no bias) of a channels-last CPU tensor,
-    the running statistics moved in place (not saved: a later step may move them
-    again before this backward runs)."""
+    """Training-mode BN (batch statistics, no bias) of channels-last CPU blocks of channels,
+    normalised as their concatenation without making it (its copy, and the copies that
+    split its gradient, took longer than the BN); the running statistics moved in place
+    (not saved: a later step may move them again before this backward runs)."""
 
     @staticmethod
-    def forward(ctx, x, weight, running_mean, running_var, momentum, eps):
+    def forward(ctx, weight, running_mean, running_var, momentum, eps, *blocks):
         with torch.no_grad():
-            y, mean, invstd = native.batch_norm(x, weight, None if running_mean is None else running_mean.data,
+            y, mean, invstd = native.batch_norm(blocks, weight, None if running_mean is None else running_mean.data,
                                                 None if running_var is None else running_var.data, momentum, eps)
-        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.save_for_backward(weight, mean, invstd, *blocks)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, weight, mean, invstd = ctx.saved_tensors
-        gx, gw = native.batch_norm_backward(x, weight, g.contiguous(memory_format=torch.channels_last), mean, invstd,
-                                            ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1])
-        return gx, gw, None, None, None, None
+        weight, mean, invstd, *blocks = ctx.saved_tensors
+        gxs, gw = native.batch_norm_backward(blocks, weight, g.contiguous(memory_format=torch.channels_last), mean,
+                                             invstd, ctx.needs_input_grad[5:],
+                                             weight is not None and ctx.needs_input_grad[0])
+        return (gw, None, None, None, None, *gxs)
 
 
 def batch_norm(x, bns, weight, training):
-    """The BNs ``bns`` (affine=False, one per consecutive block of channels of x)
-    applied at once, with ``weight`` multiplying the normalised output. Running
+    """The BNs ``bns`` (affine=False, one per consecutive block of channels) applied at once to
+    x, a channels-last tensor or a list of them (their channel concatenation, not made
+    on the native path), with ``weight`` multiplying the normalised output. Running
     statistics are updated in each module as its own forward would."""
+    blocks = list(x) if isinstance(x, (list, tuple)) else [x]
     b0 = bns[0]
     if len(bns) == 1:
         rm, rv = b0.running_mean, b0.running_var
@@ -50,10 +55,11 @@ def batch_norm(x, bns, weight, training):
     if momentum is None and training:  # a cumulative average, as nn.BatchNorm2d with momentum=None
         momentum = 1.0 / (float(b0.num_batches_tracked) + 1.0)
     momentum = 0.0 if momentum is None else momentum
-    if training and x.numel() <= NATIVE_MAX_ELEMENTS and native.usable(x):
-        y = _NativeBatchNorm.apply(x.contiguous(memory_format=torch.channels_last), weight, rm, rv, momentum, b0.eps)
+    if training and sum(b.numel() for b in blocks) <= NATIVE_MAX_ELEMENTS and native.usable(blocks[0]):
+        y = _NativeBatchNorm.apply(weight, rm, rv, momentum, b0.eps,
+                                   *[b.contiguous(memory_format=torch.channels_last) for b in blocks])
     else:
-        y = F.batch_norm(x, rm, rv, weight, None, training, momentum, b0.eps)
+        y = F.batch_norm(cat_channels(blocks), rm, rv, weight, None, training, momentum, b0.eps)
     if training:
         with torch.no_grad():
             if len(bns) > 1:

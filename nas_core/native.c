@@ -342,52 +342,68 @@ static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, 
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* Batch norm with batch statistics over the P pixels of x (P x C): y = (x - mean) invstd w (w NULL: 1);   \
-   mean and invstd out (for the backward); the running statistics (NULL: none) move by momentum, the     \
-   variance's unbiased (as torch.nn.functional.batch_norm). The statistics in one pass (Welford's). */   \
-int bn_forward_##SUF(const T *x, const T *w, T *y, T *mean, T *invstd, T *rmean, T *rvar, int64_t P,        \
-                     int64_t C, double eps, double momentum) {                                             \
+/* Batch norm with batch statistics over the P pixels of B blocks of channels xs[b] (P x cs[b]), which  \
+   together are the channels of y (P x C, C = sum cs): y = (x - mean) invstd w (w NULL: 1); mean and     \
+   invstd out (for the backward); the running statistics (NULL: none) move by momentum, the variance's   \
+   unbiased (as torch.nn.functional.batch_norm). One block at a time: its statistics in one pass         \
+   (Welford's), then its output, read again while it is still in the cache (the blocks of a wave are     \
+   normalised at once without first being copied into one tensor). */                                   \
+int bn_blocks_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, T *y, T *mean,    \
+                            T *invstd, T *rmean, T *rvar, int64_t P, double eps, double momentum) {        \
+  int64_t C = 0, off = 0;                                                                                  \
+  for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
   T *m2 = calloc((size_t)C, sizeof(T));                                                                    \
   if (!m2) return 1;                                                                                       \
-  for (int64_t c = 0; c < C; c++) mean[c] = 0;                                                             \
-  for (int64_t p = 0; p < P; p++) {                                                                        \
-    const T *xr = x + p * C; const T inv = (T)1 / (T)(p + 1);                                              \
-    for (int64_t c = 0; c < C; c++) { T e = xr[c] - mean[c]; mean[c] += e * inv; m2[c] += e * (xr[c] - mean[c]); } \
-  }                                                                                                        \
-  for (int64_t c = 0; c < C; c++) {                                                                        \
-    invstd[c] = (T)(1.0 / sqrt((double)(m2[c] / (T)P) + eps));                                             \
-    if (rmean) rmean[c] = (T)((1.0 - momentum) * rmean[c] + momentum * mean[c]);                           \
-    if (rvar) rvar[c] = (T)((1.0 - momentum) * rvar[c] + momentum * (P > 1 ? m2[c] / (T)(P - 1) : m2[c]));  \
-    m2[c] = w ? invstd[c] * w[c] : invstd[c]; /* now the scale */                                          \
-  }                                                                                                        \
-  for (int64_t p = 0; p < P; p++) {                                                                        \
-    const T *xr = x + p * C; T *yr = y + p * C;                                                            \
-    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * m2[c];                                     \
+  for (int64_t b = 0; b < B; off += cs[b], b++) {                                                          \
+    const T *x = xs[b]; const int64_t Cb = cs[b];                                                          \
+    T *mb = mean + off, *qb = m2 + off;                                                                    \
+    for (int64_t c = 0; c < Cb; c++) mb[c] = 0;                                                            \
+    for (int64_t p = 0; p < P; p++) {                                                                      \
+      const T *xr = x + p * Cb; const T inv = (T)1 / (T)(p + 1);                                           \
+      for (int64_t c = 0; c < Cb; c++) { T e = xr[c] - mb[c]; mb[c] += e * inv; qb[c] += e * (xr[c] - mb[c]); } \
+    }                                                                                                      \
+    for (int64_t c = off; c < off + Cb; c++) {                                                             \
+      invstd[c] = (T)(1.0 / sqrt((double)(m2[c] / (T)P) + eps));                                           \
+      if (rmean) rmean[c] = (T)((1.0 - momentum) * rmean[c] + momentum * mean[c]);                         \
+      if (rvar) rvar[c] = (T)((1.0 - momentum) * rvar[c] + momentum * (P > 1 ? m2[c] / (T)(P - 1) : m2[c])); \
+      m2[c] = w ? invstd[c] * w[c] : invstd[c]; /* now the scale */                                        \
+    }                                                                                                      \
+    for (int64_t p = 0; p < P; p++) {                                                                      \
+      const T *xr = x + p * Cb; T *yr = y + p * C + off;                                                   \
+      for (int64_t c = 0; c < Cb; c++) yr[c] = (xr[c] - mb[c]) * qb[c];                                    \
+    }                                                                                                      \
   }                                                                                                        \
   free(m2);                                                                                                \
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* Its backward from g = dL/dy: gx (NULL: not wanted) and gw = sum_p g xhat (NULL: not wanted) */          \
-int bn_backward_##SUF(const T *x, const T *w, const T *g, const T *mean, const T *invstd, T *gx, T *gw,     \
-                      int64_t P, int64_t C) {                                                              \
+/* Its backward from g = dL/dy (P x C): each block's gx (gxs NULL, or gxs[b] NULL: not wanted), and        \
+   gw = sum_p g xhat (NULL: not wanted) */                                                                 \
+int bn_blocks_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, const T *g,      \
+                             const T *mean, const T *invstd, T *const *gxs, T *gw, int64_t P) {            \
+  int64_t C = 0, off = 0;                                                                                  \
+  for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
   T *sg = calloc((size_t)(3 * C), sizeof(T)), *sgx = sg + C, *scale = sg + 2 * C;                        \
   if (!sg) return 1;                                                                                       \
-  for (int64_t p = 0; p < P; p++) {                                                                        \
-    const T *xr = x + p * C, *gr = g + p * C;                                                              \
-    for (int64_t c = 0; c < C; c++) { sg[c] += gr[c]; sgx[c] += gr[c] * (xr[c] - mean[c]); }              \
-  }                                                                                                        \
-  if (gw) for (int64_t c = 0; c < C; c++) gw[c] = sgx[c] * invstd[c];                                      \
-  if (gx) {                                                                                                \
+  for (int64_t b = 0; b < B; off += cs[b], b++) {                                                          \
+    const T *x = xs[b], *mb = mean + off; const int64_t Cb = cs[b];                                        \
+    T *sgb = sg + off, *sxb = sgx + off, *scb = scale + off;                                               \
+    for (int64_t p = 0; p < P; p++) {                                                                      \
+      const T *xr = x + p * Cb, *gr = g + p * C + off;                                                     \
+      for (int64_t c = 0; c < Cb; c++) { sgb[c] += gr[c]; sxb[c] += gr[c] * (xr[c] - mb[c]); }            \
+    }                                                                                                      \
+    if (gw) for (int64_t c = off; c < off + Cb; c++) gw[c] = sgx[c] * invstd[c];                           \
+    T *gx = gxs ? gxs[b] : NULL;                                                                           \
+    if (!gx) continue;                                                                                     \
     /* gx = w invstd (g - sum g / P - (x - mean) invstd^2 sum g (x - mean) / P) */                         \
-    for (int64_t c = 0; c < C; c++) {                                                                      \
+    for (int64_t c = off; c < off + Cb; c++) {                                                             \
       scale[c] = w ? w[c] * invstd[c] : invstd[c];                                                         \
       sg[c] = sg[c] / (T)P;                                                                                \
       sgx[c] = sgx[c] * invstd[c] * invstd[c] / (T)P;                                                      \
     }                                                                                                      \
     for (int64_t p = 0; p < P; p++) {                                                                      \
-      const T *xr = x + p * C, *gr = g + p * C; T *gxr = gx + p * C;                                       \
-      for (int64_t c = 0; c < C; c++) gxr[c] = scale[c] * (gr[c] - sg[c] - (xr[c] - mean[c]) * sgx[c]);    \
+      const T *xr = x + p * Cb, *gr = g + p * C + off; T *gxr = gx + p * Cb;                               \
+      for (int64_t c = 0; c < Cb; c++) gxr[c] = scb[c] * (gr[c] - sgb[c] - (xr[c] - mb[c]) * sxb[c]);      \
     }                                                                                                      \
   }                                                                                                        \
   free(sg);                                                                                                \

@@ -31,7 +31,7 @@ _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 # name -> its arguments' C types (tensors' data pointers, then sizes)
 _KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I] * 12,
             "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5, "pw_weight_grad": [_P] * 3 + [_I] * 4,
-            "bn_forward": [_P] * 7 + [_I] * 2 + [_D] * 2, "bn_backward": [_P] * 7 + [_I] * 2,
+            "bn_blocks_forward": [_P, _P, _I] + [_P] * 6 + [_I] + [_D] * 2, "bn_blocks_backward": [_P, _P, _I] + [_P] * 6 + [_I],
             "max_pool": [_P] * 3 + [_I] * 7, "max_pool_backward": [_P] * 3 + [_I] * 7, "avg_pool": [_P] * 2 + [_I] * 8}
 
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
@@ -134,8 +134,7 @@ def _call(name, dtype, tensors, *sizes):
     lib = _lib or _load()
     if lib is None:
         raise NativeBuildError(f"nas_core's C kernels are not available: {_failure}")
-    ptrs = [None if t is None else t.data_ptr() for t in tensors]
-    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*ptrs, *sizes) != 0:
+    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*_data(*tensors), *sizes) != 0:
         raise MemoryError(f"nas_core.native.{name}: out of memory")
 
 
@@ -208,26 +207,51 @@ def pointwise_weight_grad(x, g, w_shape, groups: int):
     return gw
 
 
-def batch_norm(x, weight, running_mean, running_var, momentum: float, eps: float):
-    """BN with batch statistics of channels-last x (N, C, H, W) times ``weight`` (C, or
-    None); the running statistics (None: not kept) move in place, as in
-    ``F.batch_norm(..., training=True)``. Returns y, and the mean and 1/std for the backward."""
-    n, c, h, w = x.shape
+def _data(*tensors):
+    """The tensors' data pointers (None: a null pointer)."""
+    return [None if t is None else t.data_ptr() for t in tensors]
+
+
+def _pointers(tensors):
+    """A C array of the tensors' data pointers (kept alive by the caller during the call)."""
+    return (ctypes.c_void_p * len(tensors))(*_data(*tensors))
+
+
+def _sizes(blocks):
+    """A C array of the blocks' channel counts."""
+    return (ctypes.c_int64 * len(blocks))(*[b.shape[1] for b in blocks])
+
+
+def batch_norm(blocks, weight, running_mean, running_var, momentum: float, eps: float):
+    """BN with batch statistics of channels-last ``blocks`` (N, C_b, H, W), together the channels
+    of the output (N, sum C_b, H, W) in that order, times ``weight`` (or None); the running
+    statistics (None: not kept) move in place, as in ``F.batch_norm(..., training=True)`` of
+    the blocks' concatenation (which is never made). Returns y, and the mean and 1/std for the backward."""
+    x = blocks[0]
+    n, _, h, w = x.shape
     if n * h * w == 1:  # as F.batch_norm: one value per channel has no batch statistics
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
-    y = torch.empty_like(x, memory_format=torch.channels_last)
+    xs, sizes = _pointers(blocks), _sizes(blocks)
+    c = sum(sizes)
+    y = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
     mean, invstd = torch.empty(c, dtype=x.dtype), torch.empty(c, dtype=x.dtype)
-    _call("bn_forward", x.dtype, (x, weight, y, mean, invstd, running_mean, running_var), n * h * w, c, eps, momentum)
+    _call("bn_blocks_forward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks),
+          *_data(weight, y, mean, invstd, running_mean, running_var), n * h * w, eps, momentum)
     return y, mean, invstd
 
 
-def batch_norm_backward(x, weight, g, mean, invstd, input_grad: bool, weight_grad: bool):
-    """dL/dx and dL/dweight (each None unless wanted) of :func:`batch_norm` from g = dL/dy."""
-    n, c, h, w = x.shape
-    gx = torch.empty_like(x, memory_format=torch.channels_last) if input_grad else None
-    gw = torch.empty(c, dtype=x.dtype) if weight_grad else None
-    _call("bn_backward", x.dtype, (x, weight, g, mean, invstd, gx, gw), n * h * w, c)
-    return gx, gw
+def batch_norm_backward(blocks, weight, g, mean, invstd, input_grads, weight_grad: bool):
+    """dL/d(each block) (None where ``input_grads`` says not wanted) and dL/dweight (None
+    unless ``weight_grad``) of :func:`batch_norm` from channels-last g = dL/dy."""
+    x = blocks[0]
+    n, _, h, w = x.shape
+    gxs = [torch.empty_like(b, memory_format=torch.channels_last) if want else None
+           for b, want in zip(blocks, input_grads)]
+    gw = torch.empty(g.shape[1], dtype=x.dtype) if weight_grad else None
+    xs, sizes, gp = _pointers(blocks), _sizes(blocks), _pointers(gxs)
+    _call("bn_blocks_backward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks),
+          *_data(weight, g, mean, invstd), ctypes.addressof(gp), *_data(gw), n * h * w)
+    return gxs, gw
 
 
 def _pooled(x_shape, stride: int):

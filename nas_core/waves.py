@@ -232,7 +232,7 @@ class Waves:
         if not blocks:
             return
         weight = None if not target else zf.index_select(0, self.index(zf, tuple(pos), c))
-        y = batch_norm(cat_channels(blocks), bns, weight, training)
+        y = batch_norm(blocks, bns, weight, training)
         parts = y.split([c] * len(target) + ([len(sep) * c] if sep else []), dim=1)
         for j, part in zip(target, parts):
             self._add(acc, j, part)

@@ -90,8 +90,12 @@ def test_pointwise_kernels_equal_pytorch_in_float64(n, groups, ci, co, h, w):
 @pytest.mark.parametrize("n,c,h,w", [(8, 8, 4, 4), (3, 13, 2, 3), (2, 1, 1, 1)])
 @pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("momentum", [0.1, 0.5])
-def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momentum):
-    """Output, both gradients and the running statistics, against F.batch_norm in training mode."""
+@pytest.mark.parametrize("split", [None, (1, 2), (2, 0)])
+def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momentum, split):
+    """Output, both gradients and the running statistics, against F.batch_norm in training mode;
+    of one tensor, or of blocks of its channels (``split``: the first and the second one's
+    channels, the rest a third; a block that needs no gradient included) whose concatenation is
+    never made."""
     g = torch.Generator().manual_seed(n * 100 + c + int(weighted))
     x = (3 * torch.randn(n, c, h, w, generator=g, dtype=torch.float64) + 1).contiguous(
         memory_format=CL).requires_grad_()
@@ -99,13 +103,25 @@ def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momen
     start = (torch.rand(c, generator=g, dtype=torch.float64), torch.rand(c, generator=g, dtype=torch.float64) + 1)
     stats = {k: tuple(s.clone() for s in start) for k in ("ref", "native")}
     ref = F.batch_norm(x, *stats["ref"], wt, None, True, momentum, 1e-5)
-    out = batchnorm._NativeBatchNorm.apply(x, wt, *stats["native"], momentum, 1e-5)
+    if split is None or c < sum(split) + 1:
+        blocks = [x]
+    else:
+        sizes = [*split, c - sum(split)]
+        blocks = [b.detach().contiguous(memory_format=CL).requires_grad_(i != 1)
+                  for i, b in enumerate(x.split(sizes, dim=1)) if b.shape[1]]
+    out = batchnorm._NativeBatchNorm.apply(wt, *stats["native"], momentum, 1e-5, *blocks)
     assert _rel(ref, out) < 1e-12
     for a, b in zip(stats["ref"], stats["native"]):
         assert _rel(a, b) < 1e-12
-    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    leaves = (x, wt) if weighted else (x,)
-    for a, b in zip(torch.autograd.grad(ref, leaves, dy), torch.autograd.grad(out, leaves, dy)):
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64).contiguous(memory_format=CL)
+    leaves = [b for b in blocks if b.requires_grad] + ([wt] if weighted else [])
+    ref_leaves = (x, wt) if weighted else (x,)
+    want = torch.autograd.grad(ref, ref_leaves, dy)
+    got = torch.autograd.grad(out, leaves, dy)
+    if len(blocks) > 1:
+        offsets = [0, *itertools.accumulate(b.shape[1] for b in blocks)]
+        want = [want[0][:, offsets[i]:offsets[i + 1]] for i, b in enumerate(blocks) if b.requires_grad] + list(want[1:])
+    for a, b in zip(want, got):
         assert _rel(a, b) < 1e-10
 
 
@@ -114,7 +130,7 @@ def test_batch_norm_of_one_value_per_channel_fails_as_pytorchs_does():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(x, None, None, training=True)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        native.batch_norm(x, None, None, None, 0.1, 1e-5)
+        native.batch_norm([x], None, None, None, 0.1, 1e-5)
 
 
 def test_float32_agrees_to_rounding():
