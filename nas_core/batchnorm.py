@@ -2,7 +2,8 @@
 applied at once to their concatenated channels, with Z as the weight; on a CPU,
 inputs of up to NATIVE_MAX_ELEMENTS elements in training mode run
 nas_core.native's kernels (the same sums; at the CPU presets a library call costs
-several times the arithmetic)."""
+several times the arithmetic), which read the blocks of channels where they are
+instead of a concatenated copy."""
 from __future__ import annotations
 
 import torch
