@@ -84,7 +84,8 @@ static int stride1_planes_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t
           case 5 * 8 + 1: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 5, 1); break;                         \
           case 3 * 8 + 2: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 3, 2); break;                         \
           case 5 * 8 + 2: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 5, 2); break;                         \
-          default: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 1, 1); break; /* KW 1 */                     \
+          case 1 * 8 + 1: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 1, 1); break;                         \
+          default: dw_row_##SUF(pr, w + c, yr, C, Wp, OW, KH, 1, 2); break; /* 1 * 8 + 2 */                \
         }                                                                                                  \
       }                                                                                                    \
     }                                                                                                      \
@@ -92,22 +93,46 @@ static int stride1_planes_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* Stride 1, C a whole number of vectors: dL/dw for one row a of taps, its K taps' sums in registers, each \
-   gradient vector loaded once for all of them */                                                         \
-static inline __attribute__((always_inline)) void wg_row_##SUF(const T *xp, const T *g, T *gw, int64_t N,   \
-                                                               int64_t Hp, int64_t Wp, int64_t C,         \
-                                                               int64_t OH, int64_t OW, int64_t a,         \
-                                                               int64_t d, int64_t c, const int K) {      \
-  vec_##SUF s[8] = {{0}};                                                                                  \
+/* Stride 1, C a whole number of vectors: dL/dw (taps, KH * KW x C), each image's vector of channels read \
+   from a zero-bordered plane as in the forward, a row of K taps' sums in registers; the sums run over    \
+   images, rows and columns in that order */                                                             \
+static inline __attribute__((always_inline)) void wg_plane_row_##SUF(const T *plane, const T *g, T *gw,     \
+                                                                     int64_t C, int64_t Wp, int64_t OH,   \
+                                                                     int64_t OW, int64_t a, int64_t d,    \
+                                                                     const int K) {                      \
+  const int64_t V = LANES_##SUF;                                                                           \
+  vec_##SUF s[8];                                                                                          \
+  for (int b = 0; b < K; b++) s[b] = load_##SUF(gw + (a * K + b) * C);                                     \
+  for (int64_t o = 0; o < OH; o++) {                                                                       \
+    const T *gr = g + o * OW * C, *pr = plane + (o + a * d) * Wp * V;                                      \
+    for (int64_t q = 0; q < OW; q++) {                                                                     \
+      const vec_##SUF gv = load_##SUF(gr + q * C);                                                         \
+      for (int b = 0; b < K; b++) s[b] += load_##SUF(pr + (q + b * d) * V) * gv;                           \
+    }                                                                                                      \
+  }                                                                                                        \
+  for (int b = 0; b < K; b++) store_##SUF(gw + (a * K + b) * C, s[b]);                                     \
+}                                                                                                          \
+static int wg_planes_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,       \
+                           int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t ph, int64_t pw,         \
+                           int64_t d) {                                                                    \
+  const int64_t V = LANES_##SUF, Hp = H + 2 * ph, Wp = W + 2 * pw;                                         \
+  T *plane = calloc((size_t)(Hp * Wp * V), sizeof(T)); /* its border stays zero */                        \
+  if (!plane) return 1;                                                                                    \
+  memset(gw, 0, sizeof(T) * KH * KW * C);                                                                  \
   for (int64_t n = 0; n < N; n++)                                                                          \
-    for (int64_t o = 0; o < OH; o++) {                                                                     \
-      const T *gr = g + (n * OH + o) * OW * C + c, *xr = xp + ((n * Hp + o + a * d) * Wp) * C + c;         \
-      for (int64_t q = 0; q < OW; q++) {                                                                   \
-        const vec_##SUF gv = load_##SUF(gr + q * C);                                                       \
-        for (int b = 0; b < K; b++) s[b] += load_##SUF(xr + (q + b * d) * C) * gv;                         \
+    for (int64_t c = 0; c < C; c += V) {                                                                   \
+      for (int64_t h = 0; h < H; h++)                                                                      \
+        for (int64_t q = 0; q < W; q++)                                                                    \
+          store_##SUF(plane + ((h + ph) * Wp + q + pw) * V, load_##SUF(x + ((n * H + h) * W + q) * C + c)); \
+      const T *gn = g + n * OH * OW * C + c;                                                               \
+      for (int64_t a = 0; a < KH; a++) {                                                                   \
+        if (KW == 3) wg_plane_row_##SUF(plane, gn, gw + c, C, Wp, OH, OW, a, d, 3);                        \
+        else if (KW == 5) wg_plane_row_##SUF(plane, gn, gw + c, C, Wp, OH, OW, a, d, 5);                   \
+        else wg_plane_row_##SUF(plane, gn, gw + c, C, Wp, OH, OW, a, d, 1);                                \
       }                                                                                                    \
     }                                                                                                      \
-  for (int b = 0; b < K; b++) store_##SUF(gw + (a * K + b) * C + c, s[b]);                                  \
+  free(plane);                                                                                             \
+  return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
 /* stride 1 on a padded input: y[n, o, q, c] = sum_ab xp[n, o + a d, q + b d, c] w[a, b, c] */             \
@@ -159,7 +184,7 @@ static int stride1_##SUF(const T *xp, const T *w, T *y, int64_t N, int64_t Hp, i
 static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
                      int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
                      int64_t d) {                                                                          \
-  if (s == 1 && C % LANES_##SUF == 0 && (KW == 1 || ((KW == 3 || KW == 5) && (d == 1 || d == 2)))) {      \
+  if (s == 1 && C % LANES_##SUF == 0 && (KW == 1 || KW == 3 || KW == 5) && (d == 1 || d == 2)) {          \
     return stride1_planes_##SUF(x, w, y, N, H, W, C, OH, OW, KH, KW, ph, pw, d);                           \
   }                                                                                                        \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
@@ -191,17 +216,13 @@ static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_
 static int dw_weight_grad_taps_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
                          int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
                          int64_t d) {                                                                      \
+  if (s == 1 && C % LANES_##SUF == 0 && (KW == 1 || KW == 3 || KW == 5) && (d == 1 || d == 2))         \
+    return wg_planes_##SUF(x, g, gw, N, H, W, C, OH, OW, KH, KW, ph, pw, d);                               \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
   if (!xp) return 1;                                                                                       \
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw, L = OW * C, V = LANES_##SUF;                             \
   memset(gw, 0, sizeof(T) * KH * KW * C);                                                                  \
-  if (s == 1 && C % V == 0 && (KW == 3 || KW == 5)) {                                                      \
-    for (int64_t c = 0; c < C; c += V)                                                                     \
-      for (int64_t a = 0; a < KH; a++) {                                                                   \
-        if (KW == 3) wg_row_##SUF(xp, g, gw, N, Hp, Wp, C, OH, OW, a, d, c, 3);                            \
-        else wg_row_##SUF(xp, g, gw, N, Hp, Wp, C, OH, OW, a, d, c, 5);                                    \
-      }                                                                                                    \
-  } else if (s == 1) {                                                                                            \
+  if (s == 1) {                                                                                            \
     T *rows = calloc((size_t)(KH * KW * L), sizeof(T)); /* per tap, the sums over images and rows */       \
     if (!rows) { free(xp); return 1; }                                                                     \
     const int64_t main = L - L % V;                                                                        \

@@ -23,7 +23,7 @@ def _rel(a, b):
 
 CASES = [(n, c, h, w, k, s, d)
          for (n, c, h, w), k, s, d in itertools.product([(2, 8, 8, 8), (3, 5, 7, 6), (1, 13, 2, 3), (4, 1, 1, 1),
-                                                         (2, 16, 5, 13)],
+                                                         (2, 16, 5, 13), (2, 8, 9, 2)],
                                                         [3, 5], [1, 2], [1, 2])]
 
 
@@ -224,3 +224,17 @@ def test_pools_run_native_on_small_cpu_inputs_only(monkeypatch):
     with native.native_kernels(False):
         pooling.avg_pool(x, 1)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("k,d", [(3, 2), (5, 2), (5, 1)])
+def test_a_kernel_that_keeps_its_rows_and_loses_its_columns_on_a_narrow_input(k, d):
+    """On an 8x2 input the taps that read only padding go from the columns alone (a
+    dilated 3x3 kernel becomes 3x1): the native path with the shrunk kernel, as PyTorch's."""
+    conv = torch.nn.Conv2d(8, 8, k, 1, d * (k - 1) // 2, d, groups=8, bias=False).double()
+    x = torch.randn(2, 8, 8, 2, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_()
+    out = depthwise.depthwise(x, conv)
+    ref = F.conv2d(x, conv.weight, None, 1, conv.padding, d, 8)
+    assert _rel(ref, out) < 1e-12
+    dy = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, (x, conv.weight), dy), torch.autograd.grad(out, (x, conv.weight), dy)):
+        assert _rel(a, b) < 1e-12
