@@ -65,17 +65,22 @@ static inline __attribute__((always_inline)) void dw_row_##SUF(const T *pr, cons
   for (; q + 4 <= OW; q += 4) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 4);              \
   for (; q < OW; q++) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 1);                      \
 }                                                                                                          \
+/* one image's vector of channels (pixels C apart from x) into the interior of a zero-bordered plane */    \
+static inline void fill_plane_##SUF(T *plane, const T *x, int64_t H, int64_t W, int64_t C, int64_t ph,      \
+                                    int64_t pw) {                                                          \
+  const int64_t V = LANES_##SUF, Wp = W + 2 * pw;                                                          \
+  for (int64_t h = 0; h < H; h++)                                                                          \
+    for (int64_t q = 0; q < W; q++) store_##SUF(plane + ((h + ph) * Wp + q + pw) * V, load_##SUF(x + (h * W + q) * C)); \
+}                                                                                                          \
 static int stride1_planes_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,  \
                                 int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t ph, int64_t pw,    \
                                 int64_t d) {                                                               \
-  const int64_t V = LANES_##SUF, Hp = H + 2 * ph, Wp = W + 2 * pw;                                         \
-  T *plane = calloc((size_t)(Hp * Wp * V), sizeof(T)); /* its border stays zero */                        \
+  const int64_t V = LANES_##SUF, Wp = W + 2 * pw;                                                          \
+  T *plane = calloc((size_t)((H + 2 * ph) * Wp * V), sizeof(T)); /* its border stays zero */              \
   if (!plane) return 1;                                                                                    \
   for (int64_t n = 0; n < N; n++)                                                                          \
     for (int64_t c = 0; c < C; c += V) {                                                                   \
-      for (int64_t h = 0; h < H; h++)                                                                      \
-        for (int64_t q = 0; q < W; q++)                                                                    \
-          store_##SUF(plane + ((h + ph) * Wp + q + pw) * V, load_##SUF(x + ((n * H + h) * W + q) * C + c)); \
+      fill_plane_##SUF(plane, x + n * H * W * C + c, H, W, C, ph, pw);                                     \
       for (int64_t o = 0; o < OH; o++) {                                                                   \
         const T *pr = plane + o * Wp * V;                                                                  \
         T *yr = y + (n * OH + o) * OW * C + c;                                                             \
@@ -115,15 +120,13 @@ static inline __attribute__((always_inline)) void wg_plane_row_##SUF(const T *pl
 static int wg_planes_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,       \
                            int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t ph, int64_t pw,         \
                            int64_t d) {                                                                    \
-  const int64_t V = LANES_##SUF, Hp = H + 2 * ph, Wp = W + 2 * pw;                                         \
-  T *plane = calloc((size_t)(Hp * Wp * V), sizeof(T)); /* its border stays zero */                        \
+  const int64_t V = LANES_##SUF, Wp = W + 2 * pw;                                                          \
+  T *plane = calloc((size_t)((H + 2 * ph) * Wp * V), sizeof(T)); /* its border stays zero */              \
   if (!plane) return 1;                                                                                    \
   memset(gw, 0, sizeof(T) * KH * KW * C);                                                                  \
   for (int64_t n = 0; n < N; n++)                                                                          \
     for (int64_t c = 0; c < C; c += V) {                                                                   \
-      for (int64_t h = 0; h < H; h++)                                                                      \
-        for (int64_t q = 0; q < W; q++)                                                                    \
-          store_##SUF(plane + ((h + ph) * Wp + q + pw) * V, load_##SUF(x + ((n * H + h) * W + q) * C + c)); \
+      fill_plane_##SUF(plane, x + n * H * W * C + c, H, W, C, ph, pw);                                     \
       const T *gn = g + n * OH * OW * C + c;                                                               \
       for (int64_t a = 0; a < KH; a++) {                                                                   \
         if (KW == 3) wg_plane_row_##SUF(plane, gn, gw + c, C, Wp, OH, OW, a, d, 3);                        \
