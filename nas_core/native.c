@@ -1,7 +1,7 @@
 /* Small convolutions of the fast supernet path on channels-last (N, H, W, C)
    tensors, for the CPU (nas_core.native builds and loads this file): depthwise
-   convolutions, grouped 1x1 (pointwise) ones, and batch normalisation with
-   batch statistics.
+   convolutions, grouped 1x1 (pointwise) ones, 3x3 pools, and batch
+   normalisation with batch statistics.
 
    At the CPU presets such a convolution has a few thousand pixels of 8 to 40
    channels: its arithmetic takes microseconds, and a general library call
@@ -9,10 +9,12 @@
    directly. Each kernel exists for float and double; every one returns 0, or 1
    when memory runs out (the caller then raises).
 
-   Stride 1 (the common case) is written so the compiler vectorises it: each
-   (image, output row, tap) multiplies a contiguous run of whole pixels, every
-   channel of them, by the tap's weights repeated across the run. Other strides
-   loop over output pixels. */
+   A stride-1 depthwise conv (the common case) whose channels fill whole vectors
+   works on one image's vector of channels at a time, copied into a zero-bordered
+   plane small enough for the L1 cache, with several output pixels' sums in
+   registers. Other channel counts multiply contiguous runs of whole pixels by
+   each tap's weights repeated across the run; other strides loop over output
+   pixels. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
