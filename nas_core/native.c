@@ -22,7 +22,7 @@
 
 #define DEFINE_KERNELS(T, SUF, I)                                                                             \
 typedef T vec_##SUF __attribute__((vector_size(32)));                                                      \
-typedef I ivec_##SUF __attribute__((vector_size(32))); /* a comparison's lanes */                                                      \
+typedef I ivec_##SUF __attribute__((vector_size(32))); /* a comparison's lanes */                          \
 enum { LANES_##SUF = 32 / sizeof(T) };                                                                     \
 static inline vec_##SUF load_##SUF(const T *p) { vec_##SUF v; memcpy(&v, p, 32); return v; }               \
 static inline void store_##SUF(T *p, vec_##SUF v) { memcpy(p, &v, 32); }                                   \
@@ -38,13 +38,13 @@ static T *padded_##SUF(const T *x, int64_t N, int64_t H, int64_t W, int64_t C, i
   return xp;                                                                                               \
 }                                                                                                          \
                                                                                                            \
-/* Stride 1, C a whole number of vectors: one image's vector of channels at a time is copied into a     \
-   zero-bordered plane of Hp x Wp pixels (small enough to stay in the L1 cache), and for each output row \
-   Q pixels' sums stay in registers through every tap, so each tap's weights are loaded once per Q       \
-   pixels. */                                                                                            \
-static inline __attribute__((always_inline)) void dw_block_##SUF(const T *xp, const T *w, T *yr, int64_t C,  \
-                                                                 int64_t Wp, int64_t KH, const int KW,    \
-                                                                 const int d, const int Q) {             \
+/* Stride 1, C a whole number of vectors: one image's vector of channels at a time is copied into a        \
+   zero-bordered plane of Hp x Wp pixels (small enough to stay in the L1 cache), and for each output row   \
+   Q pixels' sums stay in registers through every tap, so each tap's weights are loaded once per Q         \
+   pixels. */                                                                                              \
+static inline __attribute__((always_inline)) void dw_block_##SUF(const T *xp, const T *w, T *yr, int64_t C, \
+                                                                 int64_t Wp, int64_t KH, const int KW,     \
+                                                                 const int d, const int Q) {               \
   const int64_t V = LANES_##SUF;                                                                           \
   vec_##SUF s[8] = {{0}}, xv[8 + 4 * 2]; /* a row's input vectors, each loaded once for every tap */       \
   for (int64_t a = 0; a < KH; a++) {                                                                       \
@@ -58,9 +58,9 @@ static inline __attribute__((always_inline)) void dw_block_##SUF(const T *xp, co
   for (int j = 0; j < Q; j++) store_##SUF(yr + j * C, s[j]);                                               \
 }                                                                                                          \
 /* one output row's pixels in blocks of 8, 4 and 1, the kernel's width and dilation as constants */        \
-static inline __attribute__((always_inline)) void dw_row_##SUF(const T *pr, const T *w, T *yr, int64_t C,    \
-                                                               int64_t Wp, int64_t OW, int64_t KH,        \
-                                                               const int KW, const int d) {              \
+static inline __attribute__((always_inline)) void dw_row_##SUF(const T *pr, const T *w, T *yr, int64_t C,  \
+                                                               int64_t Wp, int64_t OW, int64_t KH,         \
+                                                               const int KW, const int d) {                \
   const int64_t V = LANES_##SUF;                                                                           \
   int64_t q = 0;                                                                                           \
   for (; q + 8 <= OW; q += 8) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 8);              \
@@ -68,7 +68,7 @@ static inline __attribute__((always_inline)) void dw_row_##SUF(const T *pr, cons
   for (; q < OW; q++) dw_block_##SUF(pr + q * V, w, yr + q * C, C, Wp, KH, KW, d, 1);                      \
 }                                                                                                          \
 /* one image's vector of channels (pixels C apart from x) into the interior of a zero-bordered plane */    \
-static inline void fill_plane_##SUF(T *plane, const T *x, int64_t H, int64_t W, int64_t C, int64_t ph,      \
+static inline void fill_plane_##SUF(T *plane, const T *x, int64_t H, int64_t W, int64_t C, int64_t ph,     \
                                     int64_t pw) {                                                          \
   const int64_t V = LANES_##SUF, Wp = W + 2 * pw;                                                          \
   for (int64_t h = 0; h < H; h++)                                                                          \
@@ -78,7 +78,7 @@ static int stride1_planes_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t
                                 int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t ph, int64_t pw,    \
                                 int64_t d) {                                                               \
   const int64_t V = LANES_##SUF, Wp = W + 2 * pw;                                                          \
-  T *plane = calloc((size_t)((H + 2 * ph) * Wp * V), sizeof(T)); /* its border stays zero */              \
+  T *plane = calloc((size_t)((H + 2 * ph) * Wp * V), sizeof(T)); /* its border stays zero */               \
   if (!plane) return 1;                                                                                    \
   for (int64_t n = 0; n < N; n++)                                                                          \
     for (int64_t c = 0; c < C; c += V) {                                                                   \
@@ -100,13 +100,13 @@ static int stride1_planes_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* Stride 1, C a whole number of vectors: dL/dw (taps, KH * KW x C), each image's vector of channels read \
-   from a zero-bordered plane as in the forward, a row of K taps' sums in registers; the sums run over    \
-   images, rows and columns in that order */                                                             \
-static inline __attribute__((always_inline)) void wg_plane_row_##SUF(const T *plane, const T *g, T *gw,     \
-                                                                     int64_t C, int64_t Wp, int64_t OH,   \
-                                                                     int64_t OW, int64_t a, int64_t d,    \
-                                                                     const int K) {                      \
+/* Stride 1, C a whole number of vectors: dL/dw (taps, KH * KW x C), each image's vector of channels read  \
+   from a zero-bordered plane as in the forward, a row of K taps' sums in registers; the sums run over     \
+   images, rows and columns in that order */                                                               \
+static inline __attribute__((always_inline)) void wg_plane_row_##SUF(const T *plane, const T *g, T *gw,    \
+                                                                     int64_t C, int64_t Wp, int64_t OH,    \
+                                                                     int64_t OW, int64_t a, int64_t d,     \
+                                                                     const int K) {                        \
   const int64_t V = LANES_##SUF;                                                                           \
   vec_##SUF s[8];                                                                                          \
   for (int b = 0; b < K; b++) s[b] = load_##SUF(gw + (a * K + b) * C);                                     \
@@ -119,11 +119,11 @@ static inline __attribute__((always_inline)) void wg_plane_row_##SUF(const T *pl
   }                                                                                                        \
   for (int b = 0; b < K; b++) store_##SUF(gw + (a * K + b) * C, s[b]);                                     \
 }                                                                                                          \
-static int wg_planes_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,       \
+static int wg_planes_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,      \
                            int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t ph, int64_t pw,         \
                            int64_t d) {                                                                    \
   const int64_t V = LANES_##SUF, Wp = W + 2 * pw;                                                          \
-  T *plane = calloc((size_t)((H + 2 * ph) * Wp * V), sizeof(T)); /* its border stays zero */              \
+  T *plane = calloc((size_t)((H + 2 * ph) * Wp * V), sizeof(T)); /* its border stays zero */               \
   if (!plane) return 1;                                                                                    \
   memset(gw, 0, sizeof(T) * KH * KW * C);                                                                  \
   for (int64_t n = 0; n < N; n++)                                                                          \
@@ -140,6 +140,11 @@ static int wg_planes_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, 
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
+/* whether the plane kernels (stride1_planes, wg_planes) take a conv: stride 1, whole vectors of           \
+   channels, kernels 1, 3 or 5 taps wide, dilation 1 or 2 (their rows' taps are compile-time constants) */ \
+static inline int planes_apply_##SUF(int64_t s, int64_t C, int64_t KW, int64_t d) {                        \
+  return s == 1 && C % LANES_##SUF == 0 && (KW == 1 || KW == 3 || KW == 5) && (d == 1 || d == 2);          \
+}                                                                                                          \
 /* stride 1 on a padded input: y[n, o, q, c] = sum_ab xp[n, o + a d, q + b d, c] w[a, b, c] */             \
 static int stride1_##SUF(const T *xp, const T *w, T *y, int64_t N, int64_t Hp, int64_t Wp, int64_t C,      \
                          int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t d) {                      \
@@ -186,17 +191,16 @@ static int stride1_##SUF(const T *xp, const T *w, T *y, int64_t N, int64_t Hp, i
                                                                                                            \
 /* y (N, OH, OW, C) = the depthwise conv of x (N, H, W, C) with w (KH * KW, C): stride s, padding          \
    (ph, pw), dilation d */                                                                                 \
-static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
-                     int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
+static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C, \
+                     int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,    \
                      int64_t d) {                                                                          \
-  if (s == 1 && C % LANES_##SUF == 0 && (KW == 1 || KW == 3 || KW == 5) && (d == 1 || d == 2)) {          \
+  if (planes_apply_##SUF(s, C, KW, d))                                                                     \
     return stride1_planes_##SUF(x, w, y, N, H, W, C, OH, OW, KH, KW, ph, pw, d);                           \
-  }                                                                                                        \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
   if (!xp) return 1;                                                                                       \
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                          \
   int err = 0;                                                                                             \
-  if (s == 1) {                                                                                     \
+  if (s == 1) {                                                                                            \
     err = stride1_##SUF(xp, w, y, N, Hp, Wp, C, OH, OW, KH, KW, d);                                        \
   } else {                                                                                                 \
     for (int64_t n = 0; n < N; n++)                                                                        \
@@ -216,12 +220,12 @@ static int dw_forward_taps_##SUF(const T *x, const T *w, T *y, int64_t N, int64_
   return err;                                                                                              \
 }                                                                                                          \
                                                                                                            \
-/* gw (KH * KW, C) = dL/dw from x and g = dL/dy: sum over n, o, q of g[n, o, q, c] times the input          \
+/* gw (KH * KW, C) = dL/dw from x and g = dL/dy: sum over n, o, q of g[n, o, q, c] times the input         \
    pixel the tap read */                                                                                   \
-static int dw_weight_grad_taps_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
+static int dw_weight_grad_taps_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C, \
                          int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
                          int64_t d) {                                                                      \
-  if (s == 1 && C % LANES_##SUF == 0 && (KW == 1 || KW == 3 || KW == 5) && (d == 1 || d == 2))         \
+  if (planes_apply_##SUF(s, C, KW, d))                                                                     \
     return wg_planes_##SUF(x, g, gw, N, H, W, C, OH, OW, KH, KW, ph, pw, d);                               \
   T *xp = padded_##SUF(x, N, H, W, C, ph, pw);                                                             \
   if (!xp) return 1;                                                                                       \
@@ -264,10 +268,10 @@ static int dw_weight_grad_taps_##SUF(const T *x, const T *g, T *gw, int64_t N, i
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* gx (N, H, W, C) = dL/dx, each output pixel's gradient scattered back to the input pixels it read         \
+/* gx (N, H, W, C) = dL/dx, each output pixel's gradient scattered back to the input pixels it read        \
    (the caller computes a stride-1 conv's as a forward conv with the flipped kernel instead) */            \
-static int dw_input_grad_taps_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
-                        int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,  \
+static int dw_input_grad_taps_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C, \
+                        int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
                         int64_t d) {                                                                       \
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;                                                          \
   T *gp = calloc((size_t)(N * Hp * Wp * C), sizeof(T));                                                    \
@@ -290,91 +294,91 @@ static int dw_input_grad_taps_##SUF(const T *w, const T *g, T *gx, int64_t N, in
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* Pointwise: y[p, g Co + o] = sum_i x[p, g Ci + i] w[g, i, o] over the P pixels, G groups            \
-   (x: P x G Ci, y: P x G Co; w: G x Ci x Co). dL/dx is the same sum with the weights transposed.         \
-   When Co fills whole vectors, four pixels at a time share each load of the weights. */                 \
-static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co) {          \
+/* Pointwise: y[p, g Co + o] = sum_i x[p, g Ci + i] w[g, i, o] over the P pixels, G groups                 \
+   (x: P x G Ci, y: P x G Co; w: G x Ci x Co). dL/dx is the same sum with the weights transposed.          \
+   When Co fills whole vectors, four pixels at a time share each load of the weights. */                   \
+static int pw_forward_ci_co_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co) { \
   const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
-  for (int64_t p0 = 0; p0 < P; p0 += 64) { /* tiles of pixels, each read once for every group */          \
-  const int64_t p1 = P - p0 < 64 ? P : p0 + 64;                                                            \
-  for (int64_t g = 0; g < G; g++) {                                                                        \
-    const T *xg = x + g * Ci, *wg = w + g * Ci * Co;                                                       \
-    T *yg = y + g * Co;                                                                                    \
-    if (Co % V == 0) {                                                                                     \
-      for (int64_t ob = 0; ob < Co; ob += V) {                                                             \
-        int64_t p = p0;                                                                                    \
-        for (; p + 4 <= p1; p += 4) {                                                                       \
-          vec_##SUF s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                \
-          const T *x0 = xg + p * Xs;                                                                       \
-          for (int64_t i = 0; i < Ci; i++) {                                                               \
-            vec_##SUF wv = load_##SUF(wg + i * Co + ob);                                                   \
-            s0 += x0[i] * wv; s1 += x0[Xs + i] * wv; s2 += x0[2 * Xs + i] * wv; s3 += x0[3 * Xs + i] * wv;  \
+  for (int64_t p0 = 0; p0 < P; p0 += 64) { /* tiles of pixels, each read once for every group */           \
+    const int64_t p1 = P - p0 < 64 ? P : p0 + 64;                                                          \
+    for (int64_t g = 0; g < G; g++) {                                                                      \
+      const T *xg = x + g * Ci, *wg = w + g * Ci * Co;                                                     \
+      T *yg = y + g * Co;                                                                                  \
+      if (Co % V == 0) {                                                                                   \
+        for (int64_t ob = 0; ob < Co; ob += V) {                                                           \
+          int64_t p = p0;                                                                                  \
+          for (; p + 4 <= p1; p += 4) {                                                                    \
+            vec_##SUF s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                              \
+            const T *x0 = xg + p * Xs;                                                                     \
+            for (int64_t i = 0; i < Ci; i++) {                                                             \
+              vec_##SUF wv = load_##SUF(wg + i * Co + ob);                                                 \
+              s0 += x0[i] * wv; s1 += x0[Xs + i] * wv; s2 += x0[2 * Xs + i] * wv; s3 += x0[3 * Xs + i] * wv; \
+            }                                                                                              \
+            store_##SUF(yg + p * Ys + ob, s0); store_##SUF(yg + (p + 1) * Ys + ob, s1);                    \
+            store_##SUF(yg + (p + 2) * Ys + ob, s2); store_##SUF(yg + (p + 3) * Ys + ob, s3);              \
           }                                                                                                \
-          store_##SUF(yg + p * Ys + ob, s0); store_##SUF(yg + (p + 1) * Ys + ob, s1);                      \
-          store_##SUF(yg + (p + 2) * Ys + ob, s2); store_##SUF(yg + (p + 3) * Ys + ob, s3);                \
+          for (; p < p1; p++) {                                                                            \
+            vec_##SUF s0 = {0};                                                                            \
+            for (int64_t i = 0; i < Ci; i++) s0 += xg[p * Xs + i] * load_##SUF(wg + i * Co + ob);          \
+            store_##SUF(yg + p * Ys + ob, s0);                                                             \
+          }                                                                                                \
         }                                                                                                  \
-        for (; p < p1; p++) {                                                                              \
-          vec_##SUF s0 = {0};                                                                              \
-          for (int64_t i = 0; i < Ci; i++) s0 += xg[p * Xs + i] * load_##SUF(wg + i * Co + ob);            \
-          store_##SUF(yg + p * Ys + ob, s0);                                                               \
-        }                                                                                                  \
-      }                                                                                                    \
-    } else {                                                                                               \
-      for (int64_t p = p0; p < p1; p++) {                                                                  \
-        T *yr = yg + p * Ys;                                                                               \
-        for (int64_t o = 0; o < Co; o++) yr[o] = 0;                                                        \
-        for (int64_t i = 0; i < Ci; i++) {                                                                 \
-          const T xi = xg[p * Xs + i], *wr = wg + i * Co;                                                  \
-          for (int64_t o = 0; o < Co; o++) yr[o] += xi * wr[o];                                            \
+      } else {                                                                                             \
+        for (int64_t p = p0; p < p1; p++) {                                                                \
+          T *yr = yg + p * Ys;                                                                             \
+          for (int64_t o = 0; o < Co; o++) yr[o] = 0;                                                      \
+          for (int64_t i = 0; i < Ci; i++) {                                                               \
+            const T xi = xg[p * Xs + i], *wr = wg + i * Co;                                                \
+            for (int64_t o = 0; o < Co; o++) yr[o] += xi * wr[o];                                          \
+          }                                                                                                \
         }                                                                                                  \
       }                                                                                                    \
     }                                                                                                      \
   }                                                                                                        \
-  }                                                                                                        \
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* dL/dw (G x Ci x Co) = sum over pixels of x[p, g Ci + i] g[p, g Co + o]; eight input channels at a      \
-   time keep their sums in registers */                                                                   \
-static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
+/* dL/dw (G x Ci x Co) = sum over pixels of x[p, g Ci + i] g[p, g Co + o]; eight input channels at a       \
+   time keep their sums in registers */                                                                    \
+static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) { \
   const int64_t V = LANES_##SUF, Xs = G * Ci, Ys = G * Co;                                                 \
   memset(gw, 0, sizeof(T) * G * Ci * Co);                                                                  \
-  for (int64_t p0 = 0; p0 < P; p0 += 64) { /* tiles of pixels; each sum continues in pixel order */       \
-  const int64_t p1 = P - p0 < 64 ? P : p0 + 64;                                                            \
-  for (int64_t k = 0; k < G; k++) {                                                                        \
-    const T *xk = x + k * Ci, *gk = g + k * Co;                                                            \
-    T *wk = gw + k * Ci * Co;                                                                              \
-    int64_t i0 = 0;                                                                                        \
-    if (Co % V == 0)                                                                                       \
-      for (; i0 + 8 <= Ci; i0 += 8)                                                                        \
-        for (int64_t ob = 0; ob < Co; ob += V) {                                                           \
-          vec_##SUF s[8];                                                                                  \
-          for (int j = 0; j < 8; j++) s[j] = load_##SUF(wk + (i0 + j) * Co + ob);                          \
-          for (int64_t p = p0; p < p1; p++) {                                                                \
-            const vec_##SUF gv = load_##SUF(gk + p * Ys + ob);                                             \
-            const T *xr = xk + p * Xs + i0;                                                                \
-            for (int j = 0; j < 8; j++) s[j] += xr[j] * gv;                                                \
+  for (int64_t p0 = 0; p0 < P; p0 += 64) { /* tiles of pixels; each sum continues in pixel order */        \
+    const int64_t p1 = P - p0 < 64 ? P : p0 + 64;                                                          \
+    for (int64_t k = 0; k < G; k++) {                                                                      \
+      const T *xk = x + k * Ci, *gk = g + k * Co;                                                          \
+      T *wk = gw + k * Ci * Co;                                                                            \
+      int64_t i0 = 0;                                                                                      \
+      if (Co % V == 0)                                                                                     \
+        for (; i0 + 8 <= Ci; i0 += 8)                                                                      \
+          for (int64_t ob = 0; ob < Co; ob += V) {                                                         \
+            vec_##SUF s[8];                                                                                \
+            for (int j = 0; j < 8; j++) s[j] = load_##SUF(wk + (i0 + j) * Co + ob);                        \
+            for (int64_t p = p0; p < p1; p++) {                                                            \
+              const vec_##SUF gv = load_##SUF(gk + p * Ys + ob);                                           \
+              const T *xr = xk + p * Xs + i0;                                                              \
+              for (int j = 0; j < 8; j++) s[j] += xr[j] * gv;                                              \
+            }                                                                                              \
+            for (int j = 0; j < 8; j++) store_##SUF(wk + (i0 + j) * Co + ob, s[j]);                        \
           }                                                                                                \
-          for (int j = 0; j < 8; j++) store_##SUF(wk + (i0 + j) * Co + ob, s[j]);                          \
+      for (int64_t p = p0; p < p1; p++)                                                                    \
+        for (int64_t i = i0; i < Ci; i++) {                                                                \
+          const T xi = xk[p * Xs + i], *gr = gk + p * Ys;                                                  \
+          T *ar = wk + i * Co;                                                                             \
+          for (int64_t o = 0; o < Co; o++) ar[o] += xi * gr[o];                                            \
         }                                                                                                  \
-    for (int64_t p = p0; p < p1; p++)                                                                      \
-      for (int64_t i = i0; i < Ci; i++) {                                                                  \
-        const T xi = xk[p * Xs + i], *gr = gk + p * Ys;                                                    \
-        T *ar = wk + i * Co;                                                                               \
-        for (int64_t o = 0; o < Co; o++) ar[o] += xi * gr[o];                                              \
-      }                                                                                                    \
-  }                                                                                                        \
+    }                                                                                                      \
   }                                                                                                        \
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* Batch norm with batch statistics over the P pixels of B blocks of channels xs[b] (P x cs[b]), which  \
-   together are the channels of y (P x C, C = sum cs): y = (x - mean) invstd w (w NULL: 1); mean and     \
-   invstd out (for the backward); the running statistics (NULL: none) move by momentum, the variance's   \
-   unbiased (as torch.nn.functional.batch_norm). One block at a time: its statistics in one pass         \
-   (Welford's), then its output, read again while it is still in the cache (the blocks of a wave are     \
-   normalised at once without first being copied into one tensor). */                                   \
-int bn_blocks_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, T *y, T *mean,    \
+/* Batch norm with batch statistics over the P pixels of B blocks of channels xs[b] (P x cs[b]), which     \
+   together are the channels of y (P x C, C = sum cs): y = (x - mean) invstd w (w NULL: 1); mean and       \
+   invstd out (for the backward); the running statistics (NULL: none) move by momentum, the variance's     \
+   unbiased (as torch.nn.functional.batch_norm). One block at a time: its statistics in one pass           \
+   (Welford's), then its output, read again while it is still in the cache (the blocks of a wave are       \
+   normalised at once without first being copied into one tensor). */                                      \
+int bn_blocks_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, T *y, T *mean,   \
                             T *invstd, T *rmean, T *rvar, int64_t P, double eps, double momentum) {        \
   int64_t C = 0, off = 0;                                                                                  \
   for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
@@ -405,18 +409,18 @@ int bn_blocks_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, co
                                                                                                            \
 /* Its backward from g = dL/dy (P x C): each block's gx (gxs NULL, or gxs[b] NULL: not wanted), and        \
    gw = sum_p g xhat (NULL: not wanted) */                                                                 \
-int bn_blocks_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, const T *g,      \
+int bn_blocks_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, const T *g,     \
                              const T *mean, const T *invstd, T *const *gxs, T *gw, int64_t P) {            \
   int64_t C = 0, off = 0;                                                                                  \
   for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
-  T *sg = calloc((size_t)(3 * C), sizeof(T)), *sgx = sg + C, *scale = sg + 2 * C;                        \
+  T *sg = calloc((size_t)(3 * C), sizeof(T)), *sgx = sg + C, *scale = sg + 2 * C;                          \
   if (!sg) return 1;                                                                                       \
   for (int64_t b = 0; b < B; off += cs[b], b++) {                                                          \
     const T *x = xs[b], *mb = mean + off; const int64_t Cb = cs[b];                                        \
     T *sgb = sg + off, *sxb = sgx + off, *scb = scale + off;                                               \
     for (int64_t p = 0; p < P; p++) {                                                                      \
       const T *xr = x + p * Cb, *gr = g + p * C + off;                                                     \
-      for (int64_t c = 0; c < Cb; c++) { sgb[c] += gr[c]; sxb[c] += gr[c] * (xr[c] - mb[c]); }            \
+      for (int64_t c = 0; c < Cb; c++) { sgb[c] += gr[c]; sxb[c] += gr[c] * (xr[c] - mb[c]); }             \
     }                                                                                                      \
     if (gw) for (int64_t c = off; c < off + Cb; c++) gw[c] = sgx[c] * invstd[c];                           \
     T *gx = gxs ? gxs[b] : NULL;                                                                           \
@@ -436,16 +440,20 @@ int bn_blocks_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, c
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
-/* 3x3 pooling with padding 1 and stride s of x (N, H, W, C) into (N, OH, OW, C), as PyTorch's: a max   \
-   over the window's input pixels (the first maximum in row order, or the last NaN, is the one whose     \
-   tap, 0..8, goes to idx for the backward), or their mean (padding not counted). The window of output  \
-   (o, q) is rows h0..h1 - 1 and columns w0..w1 - 1; whole vectors of channels where C allows. */         \
-static inline void window_##SUF(int64_t o, int64_t q, int64_t s, int64_t H, int64_t W, int64_t *h0,         \
+/* 3x3 pooling with padding 1 and stride s of x (N, H, W, C) into (N, OH, OW, C), as PyTorch's: a max      \
+   over the window's input pixels (the first maximum in row order, or the last NaN, is the one whose       \
+   tap, 0..8, goes to idx for the backward), or their mean (padding not counted). The window of output     \
+   (o, q) is rows h0..h1 - 1 and columns w0..w1 - 1; whole vectors of channels where C allows. */          \
+static inline void window_##SUF(int64_t o, int64_t q, int64_t s, int64_t H, int64_t W, int64_t *h0,        \
                                 int64_t *h1, int64_t *w0, int64_t *w1) {                                   \
   *h0 = o * s - 1 < 0 ? 0 : o * s - 1; *h1 = o * s + 2 > H ? H : o * s + 2;                                \
   *w0 = q * s - 1 < 0 ? 0 : q * s - 1; *w1 = q * s + 2 > W ? W : q * s + 2;                                \
 }                                                                                                          \
-int max_pool_##SUF(const T *x, T *y, I *idx, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH,        \
+/* the tap (0..8, row by row) of output (o, q)'s window that reads input pixel (h, w) */                   \
+static inline int64_t tap_##SUF(int64_t o, int64_t q, int64_t s, int64_t h, int64_t w) {                   \
+  return (h - o * s + 1) * 3 + w - q * s + 1;                                                              \
+}                                                                                                          \
+int max_pool_##SUF(const T *x, T *y, I *idx, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH,       \
                    int64_t OW, int64_t s) {                                                                \
   const int64_t V = LANES_##SUF, main = C % V == 0 ? C : 0;                                                \
   for (int64_t n = 0; n < N; n++)                                                                          \
@@ -453,7 +461,7 @@ int max_pool_##SUF(const T *x, T *y, I *idx, int64_t N, int64_t H, int64_t W, in
       for (int64_t q = 0; q < OW; q++) {                                                                   \
         int64_t h0, h1, w0, w1;                                                                            \
         window_##SUF(o, q, s, H, W, &h0, &h1, &w0, &w1);                                                   \
-        const int64_t at = ((n * OH + o) * OW + q) * C, t0 = (h0 - o * s + 1) * 3 + w0 - q * s + 1;       \
+        const int64_t at = ((n * OH + o) * OW + q) * C, t0 = tap_##SUF(o, q, s, h0, w0);                   \
         const T *x0 = x + ((n * H + h0) * W + w0) * C;                                                     \
         for (int64_t c = 0; c < main; c += V) {                                                            \
           vec_##SUF m = load_##SUF(x0 + c);                                                                \
@@ -463,16 +471,16 @@ int max_pool_##SUF(const T *x, T *y, I *idx, int64_t N, int64_t H, int64_t W, in
               const vec_##SUF v = load_##SUF(x + ((n * H + h) * W + w) * C + c);                           \
               const ivec_##SUF take = (v > m) | (v != v);                                                  \
               m = (vec_##SUF)(((ivec_##SUF)v & take) | ((ivec_##SUF)m & ~take));                           \
-              id = (((ivec_##SUF){0} + (I)((h - o * s + 1) * 3 + w - q * s + 1)) & take) | (id & ~take);   \
+              id = (((ivec_##SUF){0} + (I)tap_##SUF(o, q, s, h, w)) & take) | (id & ~take);                \
             }                                                                                              \
-          memcpy(y + at + c, &m, sizeof m); memcpy(idx + at + c, &id, sizeof id);                          \
+          store_##SUF(y + at + c, m); memcpy(idx + at + c, &id, sizeof id);                                \
         }                                                                                                  \
         for (int64_t c = main; c < C; c++) {                                                               \
           T m = x0[c]; I id = (I)t0;                                                                       \
           for (int64_t h = h0; h < h1; h++)                                                                \
             for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; w++) {                                       \
               const T v = x[((n * H + h) * W + w) * C + c];                                                \
-              if (v > m || v != v) { m = v; id = (I)((h - o * s + 1) * 3 + w - q * s + 1); }               \
+              if (v > m || v != v) { m = v; id = (I)tap_##SUF(o, q, s, h, w); }                            \
             }                                                                                              \
           y[at + c] = m; idx[at + c] = id;                                                                 \
         }                                                                                                  \
@@ -480,7 +488,7 @@ int max_pool_##SUF(const T *x, T *y, I *idx, int64_t N, int64_t H, int64_t W, in
   return 0;                                                                                                \
 }                                                                                                          \
 /* its input gradient: each output's g added to the input pixel its tap idx read */                        \
-int max_pool_backward_##SUF(const T *g, const I *idx, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,    \
+int max_pool_backward_##SUF(const T *g, const I *idx, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,   \
                             int64_t OH, int64_t OW, int64_t s) {                                           \
   const int64_t V = LANES_##SUF, main = C % V == 0 ? C : 0;                                                \
   memset(gx, 0, sizeof(T) * N * H * W * C);                                                                \
@@ -492,10 +500,10 @@ int max_pool_backward_##SUF(const T *g, const I *idx, T *gx, int64_t N, int64_t 
         const int64_t at = ((n * OH + o) * OW + q) * C;                                                    \
         for (int64_t h = h0; h < h1; h++)                                                                  \
           for (int64_t w = w0; w < w1; w++) {                                                              \
-            T *gxr = gx + ((n * H + h) * W + w) * C; const I t = (I)((h - o * s + 1) * 3 + w - q * s + 1); \
+            T *gxr = gx + ((n * H + h) * W + w) * C; const I t = (I)tap_##SUF(o, q, s, h, w);              \
             for (int64_t c = 0; c < main; c += V) {                                                        \
               ivec_##SUF id; memcpy(&id, idx + at + c, sizeof id);                                         \
-              const vec_##SUF gv = (vec_##SUF)((ivec_##SUF)load_##SUF(g + at + c) & (id == t));           \
+              const vec_##SUF gv = (vec_##SUF)((ivec_##SUF)load_##SUF(g + at + c) & (id == t));            \
               store_##SUF(gxr + c, load_##SUF(gxr + c) + gv);                                              \
             }                                                                                              \
             for (int64_t c = main; c < C; c++)                                                             \
@@ -505,7 +513,7 @@ int max_pool_backward_##SUF(const T *g, const I *idx, T *gx, int64_t N, int64_t 
   return 0;                                                                                                \
 }                                                                                                          \
 /* the mean (backward: x is g, y is gx, and each output's g / count goes to its window's pixels) */        \
-int avg_pool_##SUF(const T *x, T *y, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,    \
+int avg_pool_##SUF(const T *x, T *y, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,   \
                    int64_t s, int64_t backward) {                                                          \
   const int64_t V = LANES_##SUF, main = C % V == 0 ? C : 0;                                                \
   if (backward) memset(y, 0, sizeof(T) * N * H * W * C);                                                   \
@@ -543,8 +551,8 @@ int avg_pool_##SUF(const T *x, T *y, int64_t N, int64_t H, int64_t W, int64_t C,
 }                                                                                                          \
                                                                                                            \
 /* The entry points take PyTorch's weight layouts: a depthwise kernel (C, KH * KW) (flip: rotated by 180   \
-   degrees, for an input gradient), a pointwise one (G, Co, Ci), and give gradients in them. */         \
-/* dst (G, cols, rows) = src (G, rows, cols), transposed per group (rev: dst's rows in reverse order) */    \
+   degrees, for an input gradient), a pointwise one (G, Co, Ci), and give gradients in them. */            \
+/* dst (G, cols, rows) = src (G, rows, cols), transposed per group (rev: dst's rows in reverse order) */   \
 static void transpose_##SUF(const T *src, T *dst, int64_t G, int64_t R, int64_t Cc, int64_t rev) {         \
   for (int64_t g = 0; g < G; g++)                                                                          \
     for (int64_t r = 0; r < R; r++)                                                                        \
@@ -556,8 +564,8 @@ static T *transposed_##SUF(const T *src, int64_t G, int64_t R, int64_t Cc, int64
   if (t) transpose_##SUF(src, t, G, R, Cc, rev);                                                           \
   return t;                                                                                                \
 }                                                                                                          \
-int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,              \
-                     int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,     \
+int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t W, int64_t C,             \
+                     int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,    \
                      int64_t d, int64_t flip) {                                                            \
   T *t = transposed_##SUF(w, 1, C, KH * KW, flip);                                                         \
   if (!t) return 1;                                                                                        \
@@ -565,8 +573,8 @@ int dw_forward_##SUF(const T *x, const T *w, T *y, int64_t N, int64_t H, int64_t
   free(t);                                                                                                 \
   return err;                                                                                              \
 }                                                                                                          \
-int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,          \
-                        int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw,  \
+int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int64_t W, int64_t C,         \
+                        int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
                         int64_t d) {                                                                       \
   T *t = transposed_##SUF(w, 1, C, KH * KW, 0);                                                            \
   if (!t) return 1;                                                                                        \
@@ -574,7 +582,7 @@ int dw_input_grad_##SUF(const T *w, const T *g, T *gx, int64_t N, int64_t H, int
   free(t);                                                                                                 \
   return err;                                                                                              \
 }                                                                                                          \
-int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,         \
+int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, int64_t W, int64_t C,        \
                          int64_t OH, int64_t OW, int64_t KH, int64_t KW, int64_t s, int64_t ph, int64_t pw, \
                          int64_t d) {                                                                      \
   const int64_t K = KH * KW;                                                                               \
@@ -586,7 +594,7 @@ int dw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t N, int64_t H, in
   return err;                                                                                              \
 }                                                                                                          \
 /* transposed: w is (G, Ci, Co) already (an input gradient's weights are the forward's, so read) */        \
-int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co,            \
+int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t Ci, int64_t Co,           \
                      int64_t transposed) {                                                                 \
   if (transposed) return pw_forward_ci_co_##SUF(x, w, y, P, G, Ci, Co);                                    \
   T *t = transposed_##SUF(w, G, Co, Ci, 0);                                                                \
@@ -595,7 +603,7 @@ int pw_forward_##SUF(const T *x, const T *w, T *y, int64_t P, int64_t G, int64_t
   free(t);                                                                                                 \
   return err;                                                                                              \
 }                                                                                                          \
-int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {     \
+int pw_weight_grad_##SUF(const T *x, const T *g, T *gw, int64_t P, int64_t G, int64_t Ci, int64_t Co) {    \
   T *t = malloc(sizeof(T) * G * Ci * Co);                                                                  \
   if (!t) return 1;                                                                                        \
   int err = pw_weight_grad_ci_co_##SUF(x, g, t, P, G, Ci, Co);                                             \
