@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import cpu_name  # benchmarks/run.py, beside this script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CELLS, CHANNELS, BATCH = 8, 16, 64
@@ -272,7 +274,8 @@ def main(argv=None):
         print(f"bi-level DARTS (faithful preset): {bilevel['ms_per_step']:.1f} ms per iteration, "
               f"{bilevel['minutes']:.1f} min for {BILEVEL_STEPS} steps", flush=True)
     meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "python": platform.python_version(), "cpus": os.cpu_count(), "load": (load0, os.getloadavg()),
+            "python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu_name(),
+            "load": (load0, os.getloadavg()),
             "wall": time.monotonic() - started,
             "command": " ".join(["python benchmarks/reference_bench.py", *(sys.argv[1:] if argv is None else argv)])}
     import torch
@@ -293,7 +296,7 @@ def main(argv=None):
 
 def report(rows, dsnas, bilevel, meta, old_ref):
     lines = [SECTION, "",
-             f"- date: {meta['date']}; torch {meta['torch']}, Python {meta['python']}; 1 torch thread "
+             f"- date: {meta['date']}; {meta['cpu']}; torch {meta['torch']}, Python {meta['python']}; 1 torch thread "
              f"(machine has {meta['cpus']} CPUs); load average at start / end {meta['load'][0][0]:.2f} / "
              f"{meta['load'][1][0]:.2f}",
              f"- {CELLS} cells, C={CHANNELS}, batch {BATCH}; 8x8 = digits (1 channel), 32x32 = random 3x32x32; "

@@ -331,7 +331,7 @@ def main(argv=None):
         device_name = f"{torch.cuda.get_device_name(torch.device(device))} ({total / 2**30:.0f} GiB)"
         limit_mb = 0.9 * free / 2**20
     else:
-        device_name = _cpu_name()
+        device_name = cpu_name()
     out_path = Path(args.out) if args.out else HERE / ("results-quick.md" if quick else "results.md")
 
     started = time.monotonic()
@@ -375,7 +375,7 @@ def main(argv=None):
     return 0
 
 
-def _cpu_name():
+def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

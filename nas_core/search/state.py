@@ -9,6 +9,7 @@ import torch
 
 from .. import data as datasets
 from ..config import SearchConfig
+from ..memory import keep_freed_memory
 from ..ops import OPS
 from ..relax import relaxation
 from ..supernet import Network
@@ -46,6 +47,8 @@ class SearchState:
         self.config = config
         self.topology = config.topology
         self.device = config.resolved_device()
+        if self.device.type == "cpu":
+            keep_freed_memory()  # see nas_core.memory: at 32x32, page faults took a quarter of a step
         splits = splits if splits is not None else datasets.load(config)
         self.splits = splits.to(self.device)
         with torch.random.fork_rng(devices=[]):
