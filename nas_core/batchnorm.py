@@ -15,6 +15,7 @@ from .fused import cat_channels
 # measured, forward and backward against F.batch_norm on channels-last inputs: the same at 16k elements,
 # 2.7x faster at 330k, 4.5x at 1.8M (PyTorch's channels-last BN backward is slow), the same at 8M
 NATIVE_MAX_ELEMENTS = 1 << 22
+CL = torch.channels_last
 
 
 class _NativeBatchNorm(torch.autograd.Function):
@@ -40,12 +41,37 @@ class _NativeBatchNorm(torch.autograd.Function):
         return (gw, None, None, None, None, *gxs)
 
 
-def batch_norm(x, bns, weight, training):
-    """The BNs ``bns`` (affine=False, one per consecutive block of channels) applied at once to
-    x, a channels-last tensor or a list of them (their channel concatenation, not made
-    on the native path), with ``weight`` multiplying the normalised output. Running
-    statistics are updated in each module as its own forward would."""
-    blocks = list(x) if isinstance(x, (list, tuple)) else [x]
+class _NativeBatchNormParts(torch.autograd.Function):
+    """:class:`_NativeBatchNorm` whose output goes by parts of c channels into the outputs
+    that use them (nas_core.native.batch_norm_parts): parts that are summed are added by
+    the kernel, and each part's gradient is read where it arrives (no split, no copies)."""
+
+    @staticmethod
+    def forward(ctx, weight, running_mean, running_var, momentum, eps, layout, *blocks):
+        c, slots, n_slots = layout
+        with torch.no_grad():
+            outs, mean, invstd = native.batch_norm_parts(
+                blocks, weight, None if running_mean is None else running_mean.data,
+                None if running_var is None else running_var.data, momentum, eps, c, slots, n_slots)
+        ctx.save_for_backward(weight, mean, invstd, *blocks)
+        ctx.layout = layout
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        weight, mean, invstd, *blocks = ctx.saved_tensors
+        c, slots, n_slots = ctx.layout
+        x = blocks[0]
+        grads = [torch.zeros((x.shape[0], k * c, *x.shape[2:]), dtype=x.dtype, memory_format=CL) if g is None
+                 else g.contiguous(memory_format=CL) for g, k in zip(grads, n_slots)]
+        gxs, gw = native.batch_norm_parts_backward(blocks, weight, grads, c, slots, mean, invstd,
+                                                   ctx.needs_input_grad[6:],
+                                                   weight is not None and ctx.needs_input_grad[0])
+        return (gw, None, None, None, None, None, *gxs)
+
+
+def _running(bns, training):
+    """The running statistics of ``bns`` as one pair of tensors, and the momentum of their update."""
     b0 = bns[0]
     if len(bns) == 1:
         rm, rv = b0.running_mean, b0.running_var
@@ -55,12 +81,11 @@ def batch_norm(x, bns, weight, training):
     momentum = b0.momentum
     if momentum is None and training:  # a cumulative average, as nn.BatchNorm2d with momentum=None
         momentum = 1.0 / (float(b0.num_batches_tracked) + 1.0)
-    momentum = 0.0 if momentum is None else momentum
-    if training and sum(b.numel() for b in blocks) <= NATIVE_MAX_ELEMENTS and native.usable(blocks[0]):
-        y = _NativeBatchNorm.apply(weight, rm, rv, momentum, b0.eps,
-                                   *[b.contiguous(memory_format=torch.channels_last) for b in blocks])
-    else:
-        y = F.batch_norm(cat_channels(blocks), rm, rv, weight, None, training, momentum, b0.eps)
+    return rm, rv, 0.0 if momentum is None else momentum
+
+
+def _moved(bns, rm, rv, training):
+    """Each module's running statistics and count moved as its own forward would."""
     if training:
         with torch.no_grad():
             if len(bns) > 1:
@@ -70,4 +95,44 @@ def batch_norm(x, bns, weight, training):
                 torch._foreach_copy_([b.running_mean.data for b in bns], list(rm.split(sizes)))
                 torch._foreach_copy_([b.running_var.data for b in bns], list(rv.split(sizes)))
             torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
+
+
+def _native_ok(blocks, training) -> bool:
+    return training and sum(b.numel() for b in blocks) <= NATIVE_MAX_ELEMENTS and native.usable(blocks[0])
+
+
+def batch_norm(x, bns, weight, training):
+    """The BNs ``bns`` (affine=False, one per consecutive block of channels) applied at once to
+    x, a channels-last tensor or a list of them (their channel concatenation, not made
+    on the native path), with ``weight`` multiplying the normalised output. Running
+    statistics are updated in each module as its own forward would."""
+    blocks = list(x) if isinstance(x, (list, tuple)) else [x]
+    rm, rv, momentum = _running(bns, training)
+    if _native_ok(blocks, training):
+        y = _NativeBatchNorm.apply(weight, rm, rv, momentum, bns[0].eps,
+                                   *[b.contiguous(memory_format=CL) for b in blocks])
+    else:
+        y = F.batch_norm(cat_channels(blocks), rm, rv, weight, None, training, momentum, bns[0].eps)
+    _moved(bns, rm, rv, training)
     return y
+
+
+def batch_norm_parts(x, bns, weight, training, c: int, slots, n_slots):
+    """:func:`batch_norm` whose output is used by parts of c channels: part q (channels q c ..
+    q c + c - 1) goes to ``slots[q]`` = (o, s), slot s of output o, which has ``n_slots[o]``
+    slots; parts that share a slot are added (a wave's ops into one node). Returns the outputs,
+    channels-last (N, n_slots[o] c, H, W). On the native path no BN output is made (nor split,
+    nor its gradient put back together); otherwise :func:`batch_norm`'s output is split and summed."""
+    blocks = list(x) if isinstance(x, (list, tuple)) else [x]
+    slots, n_slots = tuple(slots), tuple(n_slots)
+    if _native_ok(blocks, training):
+        rm, rv, momentum = _running(bns, training)
+        outs = _NativeBatchNormParts.apply(weight, rm, rv, momentum, bns[0].eps, (c, slots, n_slots),
+                                           *[b.contiguous(memory_format=CL) for b in blocks])
+        _moved(bns, rm, rv, training)
+        return list(outs)
+    parts = batch_norm(blocks, bns, weight, training).split(c, dim=1)
+    into = [[None] * k for k in n_slots]
+    for part, (o, s) in zip(parts, slots):
+        into[o][s] = part if into[o][s] is None else into[o][s] + part
+    return [cat_channels([p.contiguous(memory_format=CL) for p in out]) for out in into]

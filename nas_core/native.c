@@ -440,6 +440,130 @@ int bn_blocks_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, c
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
+/* Batch norm of blocks, as bn_blocks_forward, whose output goes by parts of c channels (part q: channels  \
+   q c .. q c + c - 1 of the blocks' concatenation) straight to where it is used: written to (acc[q] 0) or \
+   added into (acc[q] 1) outs[q], a row of os[q] values per pixel. A wave's ops whose outputs are summed   \
+   into one node then cost one pass, not a BN output and an add per op (and no split of its gradient).     \
+   Statistics as two passes of column sums (no cancellation), four rows added together before they         \
+   reach the running sum (one chain per channel made each row wait for the previous one's add). */         \
+static inline __attribute__((always_inline)) void bn_colsums_##SUF(const T *x, int64_t Cb, int64_t P,      \
+                                                                   const T *m, const int squares, T *s) {  \
+  const int64_t V = LANES_##SUF, main = Cb - Cb % V;                                                       \
+  for (int64_t c = 0; c < Cb; c++) s[c] = 0;                                                               \
+  int64_t p = 0;                                                                                           \
+  for (; p + 4 <= P; p += 4) {                                                                             \
+    const T *r = x + p * Cb;                                                                               \
+    for (int64_t c = 0; c < main; c += V) {                                                                \
+      const vec_##SUF mv = squares ? load_##SUF(m + c) : (vec_##SUF){0};                                   \
+      vec_##SUF d0 = load_##SUF(r + c) - mv, d1 = load_##SUF(r + Cb + c) - mv;                             \
+      vec_##SUF d2 = load_##SUF(r + 2 * Cb + c) - mv, d3 = load_##SUF(r + 3 * Cb + c) - mv;                \
+      if (squares) { d0 *= d0; d1 *= d1; d2 *= d2; d3 *= d3; }                                             \
+      store_##SUF(s + c, load_##SUF(s + c) + ((d0 + d1) + (d2 + d3)));                                     \
+    }                                                                                                      \
+    for (int64_t c = main; c < Cb; c++)                                                                    \
+      for (int k = 0; k < 4; k++) { const T d = r[k * Cb + c] - (squares ? m[c] : 0); s[c] += squares ? d * d : d; }\
+  }                                                                                                        \
+  for (; p < P; p++)                                                                                       \
+    for (int64_t c = 0; c < Cb; c++) { const T d = x[p * Cb + c] - (squares ? m[c] : 0); s[c] += squares ? d * d : d; }\
+}                                                                                                          \
+int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int64_t c, const T *w,        \
+                           T *const *outs, const int64_t *os, const int64_t *acc, T *mean, T *invstd,      \
+                           T *rmean, T *rvar, int64_t P, double eps, double momentum) {                    \
+  int64_t C = 0;                                                                                           \
+  for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
+  T *sc = malloc(sizeof(T) * (size_t)C);                                                                   \
+  if (!sc) return 1;                                                                                       \
+  const int64_t V = LANES_##SUF, main = c - c % V;                                                         \
+  for (int64_t b = 0, off = 0; b < B; off += cs[b], b++) {                                                 \
+    const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c;                               \
+    T *mb = mean + off, *qb = sc + off;                                                                    \
+    bn_colsums_##SUF(x, Cb, P, NULL, 0, mb);                                                               \
+    for (int64_t k = 0; k < Cb; k++) mb[k] /= (T)P;                                                        \
+    bn_colsums_##SUF(x, Cb, P, mb, 1, qb);                                                                 \
+    for (int64_t k = off; k < off + Cb; k++) {                                                             \
+      invstd[k] = (T)(1.0 / sqrt((double)(sc[k] / (T)P) + eps));                                           \
+      if (rmean) rmean[k] = (T)((1.0 - momentum) * rmean[k] + momentum * mean[k]);                         \
+      if (rvar) rvar[k] = (T)((1.0 - momentum) * rvar[k] + momentum * (P > 1 ? sc[k] / (T)(P - 1) : sc[k]));\
+      sc[k] = w ? invstd[k] * w[k] : invstd[k]; /* now the scale */                                        \
+    }                                                                                                      \
+    for (int64_t p = 0; p < P; p++)                                                                        \
+      for (int64_t j = 0; j < nq; j++) {                                                                   \
+        const int64_t q = q0 + j;                                                                          \
+        const T *xr = x + p * Cb + j * c, *m = mb + j * c, *s = qb + j * c;                                \
+        T *o = outs[q] + p * os[q];                                                                        \
+        if (acc[q]) {                                                                                      \
+          for (int64_t k = 0; k < main; k += V)                                                            \
+            store_##SUF(o + k, load_##SUF(o + k) + (load_##SUF(xr + k) - load_##SUF(m + k)) * load_##SUF(s + k));\
+          for (int64_t k = main; k < c; k++) o[k] += (xr[k] - m[k]) * s[k];                                \
+        } else {                                                                                           \
+          for (int64_t k = 0; k < main; k += V)                                                            \
+            store_##SUF(o + k, (load_##SUF(xr + k) - load_##SUF(m + k)) * load_##SUF(s + k));              \
+          for (int64_t k = main; k < c; k++) o[k] = (xr[k] - m[k]) * s[k];                                 \
+        }                                                                                                  \
+      }                                                                                                    \
+  }                                                                                                        \
+  free(sc);                                                                                                \
+  return 0;                                                                                                \
+}                                                                                                          \
+                                                                                                           \
+/* Its backward: part q's g = dL/d(its output) is a row of gst[q] values per pixel at gs[q] (the gradient  \
+   of the sum it went into); each block's gx (gxs NULL, or gxs[b] NULL: not wanted) and gw (NULL: not      \
+   wanted) as bn_blocks_backward. Two rows' terms are added before they reach the running sums. */         \
+int bn_parts_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int64_t c, const T *w,       \
+                            const T *const *gs, const int64_t *gst, const T *mean, const T *invstd,        \
+                            T *const *gxs, T *gw, int64_t P) {                                             \
+  int64_t C = 0;                                                                                           \
+  for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
+  T *sg = calloc((size_t)(3 * C), sizeof(T)), *sgx = sg + C, *scale = sg + 2 * C;                          \
+  if (!sg) return 1;                                                                                       \
+  const int64_t V = LANES_##SUF, main = c - c % V;                                                         \
+  for (int64_t b = 0, off = 0; b < B; off += cs[b], b++) {                                                 \
+    const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c;                               \
+    for (int64_t j = 0; j < nq; j++) {                                                                     \
+      const int64_t q = q0 + j, at = off + j * c, gq = gst[q];                                             \
+      const T *m = mean + at, *g = gs[q]; T *a = sg + at, *e = sgx + at;                                   \
+      int64_t p = 0;                                                                                       \
+      for (; p + 2 <= P; p += 2) {                                                                         \
+        const T *x0 = x + p * Cb + j * c, *x1 = x0 + Cb, *g0 = g + p * gq, *g1 = g0 + gq;                  \
+        for (int64_t k = 0; k < main; k += V) {                                                            \
+          const vec_##SUF mv = load_##SUF(m + k), u0 = load_##SUF(g0 + k), u1 = load_##SUF(g1 + k);        \
+          store_##SUF(a + k, load_##SUF(a + k) + (u0 + u1));                                               \
+          store_##SUF(e + k, load_##SUF(e + k) + (u0 * (load_##SUF(x0 + k) - mv) + u1 * (load_##SUF(x1 + k) - mv)));\
+        }                                                                                                  \
+        for (int64_t k = main; k < c; k++) {                                                               \
+          a[k] += g0[k] + g1[k];                                                                           \
+          e[k] += g0[k] * (x0[k] - m[k]) + g1[k] * (x1[k] - m[k]);                                         \
+        }                                                                                                  \
+      }                                                                                                    \
+      for (; p < P; p++) {                                                                                 \
+        const T *xr = x + p * Cb + j * c, *gr = g + p * gq;                                                \
+        for (int64_t k = 0; k < c; k++) { a[k] += gr[k]; e[k] += gr[k] * (xr[k] - m[k]); }                 \
+      }                                                                                                    \
+    }                                                                                                      \
+    if (gw) for (int64_t k = off; k < off + Cb; k++) gw[k] = sgx[k] * invstd[k];                           \
+    T *gx = gxs ? gxs[b] : NULL;                                                                           \
+    if (!gx) continue;                                                                                     \
+    /* gx = w invstd (g - sum g / P - (x - mean) invstd^2 sum g (x - mean) / P) */                         \
+    for (int64_t k = off; k < off + Cb; k++) {                                                             \
+      scale[k] = w ? w[k] * invstd[k] : invstd[k];                                                         \
+      sg[k] = sg[k] / (T)P;                                                                                \
+      sgx[k] = sgx[k] * invstd[k] * invstd[k] / (T)P;                                                      \
+    }                                                                                                      \
+    for (int64_t p = 0; p < P; p++)                                                                        \
+      for (int64_t j = 0; j < nq; j++) {                                                                   \
+        const int64_t q = q0 + j, at = off + j * c;                                                        \
+        const T *xr = x + p * Cb + j * c, *gr = gs[q] + p * gst[q], *m = mean + at, *s = scale + at;       \
+        const T *a = sg + at, *e = sgx + at;                                                               \
+        T *o = gx + p * Cb + j * c;                                                                        \
+        for (int64_t k = 0; k < main; k += V)                                                              \
+          store_##SUF(o + k, load_##SUF(s + k) * (load_##SUF(gr + k) - load_##SUF(a + k) -                 \
+                                                  (load_##SUF(xr + k) - load_##SUF(m + k)) * load_##SUF(e + k)));\
+        for (int64_t k = main; k < c; k++) o[k] = s[k] * (gr[k] - a[k] - (xr[k] - m[k]) * e[k]);           \
+      }                                                                                                    \
+  }                                                                                                        \
+  free(sg);                                                                                                \
+  return 0;                                                                                                \
+}                                                                                                          \
 /* 3x3 pooling with padding 1 and stride s of x (N, H, W, C) into (N, OH, OW, C), as PyTorch's: a max      \
    over the window's input pixels (the first maximum in row order, or the last NaN, is the one whose       \
    tap, 0..8, goes to idx for the backward), or their mean (padding not counted). The window of output     \

@@ -32,6 +32,8 @@ _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 _KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I] * 12,
             "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5, "pw_weight_grad": [_P] * 3 + [_I] * 4,
             "bn_blocks_forward": [_P, _P, _I] + [_P] * 6 + [_I] + [_D] * 2, "bn_blocks_backward": [_P, _P, _I] + [_P] * 6 + [_I],
+            "bn_parts_forward": [_P, _P, _I, _I] + [_P] * 8 + [_I] + [_D] * 2,
+            "bn_parts_backward": [_P, _P, _I, _I] + [_P] * 7 + [_I],
             "max_pool": [_P] * 3 + [_I] * 7, "max_pool_backward": [_P] * 3 + [_I] * 7, "avg_pool": [_P] * 2 + [_I] * 8}
 
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
@@ -251,6 +253,63 @@ def batch_norm_backward(blocks, weight, g, mean, invstd, input_grads, weight_gra
     xs, sizes, gp = _pointers(blocks), _sizes(blocks), _pointers(gxs)
     _call("bn_blocks_backward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks),
           *_data(weight, g, mean, invstd), ctypes.addressof(gp), *_data(gw), n * h * w)
+    return gxs, gw
+
+
+def _int64s(values):
+    """A C array of int64 values."""
+    return (ctypes.c_int64 * len(values))(*values)
+
+
+def _part_rows(outs, slots, c):
+    """Per part (its output's index, its slot there): a pointer to its first channel in that output,
+    and the output's row length (channels per pixel)."""
+    size = outs[0].element_size()
+    ptrs = [outs[o].data_ptr() + s * c * size for o, s in slots]
+    return (ctypes.c_void_p * len(ptrs))(*ptrs), _int64s([outs[o].shape[1] for o, _ in slots])
+
+
+def batch_norm_parts(blocks, weight, running_mean, running_var, momentum: float, eps: float, c: int, slots,
+                     n_slots):
+    """:func:`batch_norm` whose output, by parts of c channels, goes where it is used instead of into one
+    tensor: part q (channels q c .. q c + c - 1 of the blocks' concatenation) to ``slots[q]`` = (o, s),
+    slot s of output o, an (N, n_slots[o] c, H, W) channels-last tensor; parts sharing a slot are added.
+    Returns the outputs, and the mean and 1/std for the backward."""
+    x = blocks[0]
+    n, _, h, w = x.shape
+    if n * h * w == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    xs, sizes = _pointers(blocks), _sizes(blocks)
+    total = sum(sizes)
+    outs = [torch.empty((n, k * c, h, w), dtype=x.dtype, memory_format=torch.channels_last) for k in n_slots]
+    seen, acc = set(), []
+    for slot in slots:  # the first part into a slot writes it, the others add
+        acc.append(int(slot in seen))
+        seen.add(slot)
+    if len(seen) != sum(n_slots):
+        raise ValueError("batch_norm_parts: every slot of every output must receive a part")
+    ptrs, rows = _part_rows(outs, slots, c)
+    flags = _int64s(acc)
+    mean, invstd = torch.empty(total, dtype=x.dtype), torch.empty(total, dtype=x.dtype)
+    _call("bn_parts_forward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks), c,
+          *_data(weight), ctypes.addressof(ptrs), ctypes.addressof(rows), ctypes.addressof(flags),
+          *_data(mean, invstd, running_mean, running_var), n * h * w, eps, momentum)
+    return outs, mean, invstd
+
+
+def batch_norm_parts_backward(blocks, weight, grads, c: int, slots, mean, invstd, input_grads, weight_grad: bool):
+    """dL/d(each block) and dL/dweight of :func:`batch_norm_parts` from ``grads``, dL/d(each output)
+    (channels-last), as :func:`batch_norm_backward`."""
+    x = blocks[0]
+    n, _, h, w = x.shape
+    gxs = [torch.empty_like(b, memory_format=torch.channels_last) if want else None
+           for b, want in zip(blocks, input_grads)]
+    gw = torch.empty(mean.shape[0], dtype=x.dtype) if weight_grad else None
+    xs, sizes, gp = _pointers(blocks), _sizes(blocks), _pointers(gxs)
+    ptrs, rows = _part_rows(grads, slots, c)
+    _call("bn_parts_backward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks), c,
+          *_data(weight), ctypes.addressof(ptrs), ctypes.addressof(rows), *_data(mean, invstd),
+          ctypes.addressof(gp), *_data(gw), n * h * w)
     return gxs, gw
 
 

@@ -15,7 +15,9 @@ makes the step fast:
 - the pools by nas_core.pooling's kernels;
 - every BatchNorm of a stage as one BN over the concatenated channels (BN with
   batch statistics and ``affine=False`` is per channel, so this is exact, running
-  statistics included; nas_core.batchnorm).
+  statistics included; nas_core.batchnorm), whose output goes straight into the
+  nodes its ops are summed into (``batch_norm_parts``: no per-op output, no adds,
+  no split of its gradient).
 
 Across cells, the preprocessing ops that read one tensor (a cell's output is read
 by the next two cells, the stem's by the first two) run as one ReLU, one conv and
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batchnorm import batch_norm
+from .batchnorm import batch_norm, batch_norm_parts
 from .depthwise import depthwise
 from .fused import cat_channels, split_channels
 from .ops import NONE, OPS, ReLUConvBN
@@ -232,19 +234,21 @@ class Waves:
         if not blocks:
             return
         weight = None if not target else zf.index_select(0, self.index(zf, tuple(pos), c))
-        y = batch_norm(blocks, bns, weight, training)
-        parts = y.split([c] * len(target) + ([len(sep) * c] if sep else []), dim=1)
-        for j, part in zip(target, parts):
-            self._add(acc, j, part)
+        # one output per target node (its parts summed), then one per run of sep convs (their parts side by side)
+        nodes = sorted(set(target))
+        runs = _by_op(sep)
+        slots = [(nodes.index(j), 0) for j in target] + [(len(nodes) + r, s) for r, run in enumerate(runs)
+                                                          for s in range(len(run))]
+        outs = batch_norm_parts(blocks, bns, weight, training, c, slots, [1] * len(nodes) + [len(run) for run in runs])
+        for j, out in zip(nodes, outs):
+            self._add(acc, j, out)
         if not sep:
             return
-        # stage 2: the sep convs' second units, weighted by Z; one ReLU per op, made dense channels-last
-        runs = _by_op(sep)
-        rest = parts[-1]
-        pieces = rest.split([len(run) * c for run in runs], dim=1) if len(runs) > 1 else [rest]
-        y2 = _separable([(F.relu(piece).contiguous(memory_format=CL), [u[1][1] for u in run])
-                         for piece, run in zip(pieces, runs)])
+        # stage 2: the sep convs' second units, weighted by Z; one ReLU per op
+        y2 = _separable([(F.relu(piece), [u[1][1] for u in run]) for piece, run in zip(outs[len(nodes):], runs)])
         w2 = zf.index_select(0, self.index(zf, tuple(u[4] for u in sep), c))
-        y2 = batch_norm(y2, [u[1][1][2] for u in sep], w2, training)
-        for u, part in zip(sep, y2.split(c, dim=1) if len(sep) > 1 else [y2]):
-            self._add(acc, u[3], part)
+        nodes = sorted({u[3] for u in sep})
+        outs = batch_norm_parts(y2, [u[1][1][2] for u in sep], w2, training, c, [(nodes.index(u[3]), 0) for u in sep],
+                                [1] * len(nodes))
+        for j, out in zip(nodes, outs):
+            self._add(acc, j, out)

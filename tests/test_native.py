@@ -125,6 +125,42 @@ def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momen
         assert _rel(a, b) < 1e-10
 
 
+@pytest.mark.parametrize("c,n,h,w", [(8, 4, 4, 4), (3, 3, 2, 3), (5, 2, 3, 1)])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("native_on", [True, False])
+def test_batch_norm_by_parts_equals_the_sums_of_a_batch_norms_parts_in_float64(c, n, h, w, weighted, native_on):
+    """batchnorm.batch_norm_parts (native kernels, or PyTorch's) against F.batch_norm of the
+    blocks' concatenation whose parts of c channels are then summed into outputs or placed side
+    by side: outputs, gradients of every block and of the weight, running statistics."""
+    g = torch.Generator().manual_seed(c * 10 + n + int(weighted))
+    sizes = [1, 3, 2]  # parts per block
+    slots = [(0, 0), (1, 0), (0, 0), (2, 1), (1, 0), (2, 0)]  # part -> (output, slot): sums, and two side by side
+    n_slots = [1, 1, 2]
+    blocks = [(3 * torch.randn(n, k * c, h, w, generator=g, dtype=torch.float64) + 1).contiguous(memory_format=CL)
+              .requires_grad_(i != 1) for i, k in enumerate(sizes)]
+    wt = torch.rand(6 * c, generator=g, dtype=torch.float64).requires_grad_() if weighted else None
+    bns = {k: [torch.nn.BatchNorm2d(c, affine=False, momentum=0.3).double() for _ in range(6)] for k in ("ref", "got")}
+    for a, b in zip(*bns.values()):
+        a.running_mean.uniform_(generator=g)
+        b.load_state_dict(a.state_dict())
+    rm = torch.cat([b.running_mean for b in bns["ref"]])
+    rv = torch.cat([b.running_var for b in bns["ref"]])
+    parts = F.batch_norm(torch.cat(blocks, dim=1), rm, rv, wt, None, True, 0.3, 1e-5).split(c, dim=1)
+    want = [parts[0] + parts[2], parts[1] + parts[4], torch.cat([parts[5], parts[3]], dim=1)]
+    with native.native_kernels(native_on):
+        got = batchnorm.batch_norm_parts(blocks, bns["got"], wt, True, c, slots, n_slots)
+    for a, b in zip(want, got):
+        assert b.is_contiguous(memory_format=CL) and _rel(a, b) < 1e-12
+    for i, b in enumerate(bns["got"]):
+        assert _rel(rm[i * c:(i + 1) * c], b.running_mean) < 1e-12
+        assert _rel(rv[i * c:(i + 1) * c], b.running_var) < 1e-12
+        assert int(b.num_batches_tracked) == 1
+    dy = [torch.randn(a.shape, generator=g, dtype=torch.float64).contiguous(memory_format=CL) for a in want]
+    leaves = [b for b in blocks if b.requires_grad] + ([wt] if weighted else [])
+    for a, b in zip(torch.autograd.grad(want, leaves, dy), torch.autograd.grad(got, leaves, dy)):
+        assert _rel(a, b) < 1e-10
+
+
 def test_batch_norm_of_one_value_per_channel_fails_as_pytorchs_does():
     x = torch.randn(1, 4, 1, 1)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
