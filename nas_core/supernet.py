@@ -30,6 +30,7 @@ from torch import nn
 from .fused import cat_channels, global_mean
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
 from .space import Topology
+from .stem import stem_conv
 from .waves import Waves, shared_preprocessing
 
 _FAST = os.environ.get("NAS_CORE_FAST", "1").strip().lower() not in ("0", "false", "no", "off", "")
@@ -160,8 +161,7 @@ class Network(nn.Module):
             zf = {t: F.pad(z[t], (0, 1), value=1.0).reshape(-1) for t in self.types}
             per_cell = self.topology.n_edges * (len(OPS) + 1)
         if fast and x.dim() == 4 and not (self.stem._forward_hooks or self.stem._forward_pre_hooks):
-            # with one input channel the conv's output is not channels-last: made so before its BN
-            s0 = s1 = self.stem[1](self.stem[0](x).contiguous(memory_format=torch.channels_last))
+            s0 = s1 = self.stem[1](stem_conv(self.stem[0], x))  # channels-last before its BN
         else:
             s0 = s1 = self.stem(x)
         seen = {t: 0 for t in self.types}

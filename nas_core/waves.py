@@ -91,18 +91,20 @@ def _by_op(units):
 def shared_preprocessing(x, modules, training):
     """The cells' preprocessing ops ``modules`` that read the same tensor x (a cell's
     output is read by the next two cells; the stem's by the first two), those that
-    are ReLU-1x1 conv-BN without hooks run as one ReLU, one conv and one BN. Returns
-    one output per module, None for those left to their cell."""
+    are ReLU-1x1 conv-BN without hooks run as one ReLU, one conv and one BN (the
+    fast path's kernels, also for a tensor with one such reader: the last cell's
+    pre0). Returns one output per module, None for those left to their cell."""
     out = [None] * len(modules)
     if _global_hooks():
         return out
     fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN) and not _has_hooks((m, *m))]
-    if len(fused) < 2:
+    if not fused:
         return out
     ms = [modules[i] for i in fused]
-    y = pointwise(F.relu(x), torch.cat([m[1].weight for m in ms]))
+    y = pointwise(F.relu(x), ms[0][1].weight if len(ms) == 1 else torch.cat([m[1].weight for m in ms]))
     y = batch_norm(y, [m[2] for m in ms], None, training)
-    for i, part in zip(fused, split_channels(y, [m[1].out_channels for m in ms])):
+    parts = [y] if len(ms) == 1 else split_channels(y, [m[1].out_channels for m in ms])
+    for i, part in zip(fused, parts):
         out[i] = part
     return out
 

@@ -249,9 +249,9 @@ def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_po
     """One all_normal minimal cell, every op on every edge (DARTS): the plain path runs
     12 convs per edge (each sep conv 4, each dilated conv 2); the fast path's two waves
     (the four input edges, then the deep edge) each run one depthwise conv per conv op
-    and one grouped pointwise conv per stage, 4 + 1 + 2 + 1. Both add the stem; the
-    plain path runs the two preprocessing convs, the fast path one for both (they read
-    the same stem output)."""
+    and one grouped pointwise conv per stage, 4 + 1 + 2 + 1. The plain path adds the
+    stem and the two preprocessing convs; the fast path one for both (they read the same
+    stem output), and its stem is a matrix product (nas_core.stem), no conv."""
     from nas_core.supernet import Network
     from nas_core.space import Topology
 
@@ -261,4 +261,20 @@ def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_po
     active = {"normal": [list(range(1, 8))] * topo.n_edges}  # every op but `none`, which never runs
     counts = {fast: _convolutions(Network(topo, 1, 4, 1, 10, fast=fast), x, z, active, monkeypatch)
               for fast in (False, True)}
-    assert counts == {False: 3 + 12 * topo.n_edges, True: 2 + 2 * (4 + 1 + 2 + 1)}
+    assert counts == {False: 3 + 12 * topo.n_edges, True: 1 + 2 * (4 + 1 + 2 + 1)}
+
+
+@pytest.mark.parametrize("c_in,c_out,h,w", [(1, 24, 8, 8), (3, 48, 5, 7)])
+def test_the_stem_as_a_product_of_patches_equals_its_conv_in_float64(c_in, c_out, h, w):
+    """nas_core.stem: output (channels-last) and the gradients of the input and the kernel."""
+    from nas_core.stem import stem_conv
+
+    g = torch.Generator().manual_seed(c_in)
+    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=False).double()
+    x = torch.randn(3, c_in, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    want, got = conv(x), stem_conv(conv, x)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert (want - got).abs().max() < 1e-12
+    dy = torch.randn(want.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(want, (x, conv.weight), dy), torch.autograd.grad(got, (x, conv.weight), dy)):
+        assert (a - b).abs().max() < 1e-10 * a.abs().max()
