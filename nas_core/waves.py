@@ -228,8 +228,14 @@ class Waves:
         sep = [u for u in units if u[0] in (SEP3, SEP5)]
         first = [(u[0], u[1][0]) + u[2:] for u in units]  # each op's first stage
         if units:
-            blocks.append(_separable([(cat_channels([r(u[2]) for u in run]), [u[1] for u in run])
-                                      for run in _by_op(first)]))
+            inputs: dict = {}  # sources -> their ReLUs' concatenation, made once (DARTS: every op reads the same)
+
+            def cat(sources):
+                if sources not in inputs:
+                    inputs[sources] = cat_channels([r(i) for i in sources])
+                return inputs[sources]
+
+            blocks.append(_separable([(cat(tuple(u[2] for u in run)), [u[1] for u in run]) for run in _by_op(first)]))
             bns += [u[1][2] for u in first]
             pos += [u[4] for u in first[:len(first) - len(sep)]] + [u[4] - u[0] + ONE for u in sep]
             target += [u[3] for u in first[:len(first) - len(sep)]]
