@@ -466,20 +466,42 @@ static inline __attribute__((always_inline)) void bn_colsums_##SUF(const T *x, i
   for (; p < P; p++)                                                                                       \
     for (int64_t c = 0; c < Cb; c++) { const T d = x[p * Cb + c] - (squares ? m[c] : 0); s[c] += squares ? d * d : d; }\
 }                                                                                                          \
+/* Each channel's mean and sum of squared deviations (m2) over the P rows of x (row stride Cb), reading x  \
+   once from memory: chunks of rows small enough for the L1 cache, each read twice (its mean, then the     \
+   deviations from it: no cancellation) and merged into the running moments (Chan et al.'s update).        \
+   tmp: 2 Cb values. */                                                                                    \
+static void bn_moments_##SUF(const T *x, int64_t Cb, int64_t P, T *mean, T *m2, T *tmp) {                  \
+  int64_t R = (int64_t)(16384 / sizeof(T)) / (Cb > 0 ? Cb : 1);                                            \
+  R = R < 8 ? 8 : R - R % 4;                                                                               \
+  T *cm = tmp, *cq = tmp + Cb;                                                                             \
+  for (int64_t k = 0; k < Cb; k++) { mean[k] = 0; m2[k] = 0; }                                             \
+  for (int64_t p0 = 0, seen = 0; p0 < P; p0 += R) {                                                        \
+    const int64_t n = P - p0 < R ? P - p0 : R, total = seen + n;                                           \
+    const T *xc = x + p0 * Cb;                                                                             \
+    bn_colsums_##SUF(xc, Cb, n, NULL, 0, cm);                                                              \
+    for (int64_t k = 0; k < Cb; k++) cm[k] /= (T)n;                                                        \
+    bn_colsums_##SUF(xc, Cb, n, cm, 1, cq);                                                                \
+    const T fb = (T)n / (T)total, fab = (T)seen * (T)n / (T)total;                                         \
+    for (int64_t k = 0; k < Cb; k++) {                                                                     \
+      const T delta = cm[k] - mean[k];                                                                     \
+      mean[k] += delta * fb;                                                                               \
+      m2[k] += cq[k] + delta * delta * fab;                                                                \
+    }                                                                                                      \
+    seen = total;                                                                                          \
+  }                                                                                                        \
+}                                                                                                          \
 int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int64_t c, const T *w,        \
                            T *const *outs, const int64_t *os, const int64_t *acc, T *mean, T *invstd,      \
                            T *rmean, T *rvar, int64_t P, double eps, double momentum) {                    \
   int64_t C = 0;                                                                                           \
   for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
-  T *sc = malloc(sizeof(T) * (size_t)C);                                                                   \
+  T *sc = malloc(sizeof(T) * (size_t)(3 * C)); /* the scales, then bn_moments' tmp */                      \
   if (!sc) return 1;                                                                                       \
   const int64_t V = LANES_##SUF, main = c - c % V;                                                         \
   for (int64_t b = 0, off = 0; b < B; off += cs[b], b++) {                                                 \
     const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c;                               \
     T *mb = mean + off, *qb = sc + off;                                                                    \
-    bn_colsums_##SUF(x, Cb, P, NULL, 0, mb);                                                               \
-    for (int64_t k = 0; k < Cb; k++) mb[k] /= (T)P;                                                        \
-    bn_colsums_##SUF(x, Cb, P, mb, 1, qb);                                                                 \
+    bn_moments_##SUF(x, Cb, P, mb, qb, sc + C + off);                                                      \
     for (int64_t k = off; k < off + Cb; k++) {                                                             \
       invstd[k] = (T)(1.0 / sqrt((double)(sc[k] / (T)P) + eps));                                           \
       if (rmean) rmean[k] = (T)((1.0 - momentum) * rmean[k] + momentum * mean[k]);                         \

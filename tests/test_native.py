@@ -125,13 +125,14 @@ def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momen
         assert _rel(a, b) < 1e-10
 
 
-@pytest.mark.parametrize("c,n,h,w", [(8, 4, 4, 4), (3, 3, 2, 3), (5, 2, 3, 1)])
+@pytest.mark.parametrize("c,n,h,w", [(8, 4, 4, 4), (3, 3, 2, 3), (5, 2, 3, 1), (8, 16, 8, 8), (3, 7, 9, 11)])
 @pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("native_on", [True, False])
 def test_batch_norm_by_parts_equals_the_sums_of_a_batch_norms_parts_in_float64(c, n, h, w, weighted, native_on):
     """batchnorm.batch_norm_parts (native kernels, or PyTorch's) against F.batch_norm of the
     blocks' concatenation whose parts of c channels are then summed into outputs or placed side
-    by side: outputs, gradients of every block and of the weight, running statistics."""
+    by side: outputs, gradients of every block and of the weight, running statistics (the
+    statistics come in chunks of rows: the larger inputs have several, and a partial one)."""
     g = torch.Generator().manual_seed(c * 10 + n + int(weighted))
     sizes = [1, 3, 2]  # parts per block
     slots = [(0, 0), (1, 0), (0, 0), (2, 1), (1, 0), (2, 0)]  # part -> (output, slot): sums, and two side by side
