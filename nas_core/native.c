@@ -490,6 +490,11 @@ static void bn_moments_##SUF(const T *x, int64_t Cb, int64_t P, T *mean, T *m2, 
     seen = total;                                                                                          \
   }                                                                                                        \
 }                                                                                                          \
+/* rows of a chunk: R rows of Cb values in about 16 KB (the L1 cache), at least 4 */                       \
+static inline int64_t bn_chunk_##SUF(int64_t Cb) {                                                         \
+  const int64_t R = (int64_t)(16384 / sizeof(T)) / (Cb > 0 ? Cb : 1);                                      \
+  return R < 4 ? 4 : R;                                                                                    \
+}                                                                                                          \
 int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int64_t c, const T *w,        \
                            T *const *outs, const int64_t *os, const int64_t *acc, T *mean, T *invstd,      \
                            T *rmean, T *rvar, int64_t P, double eps, double momentum) {                    \
@@ -499,7 +504,7 @@ int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int
   if (!sc) return 1;                                                                                       \
   const int64_t V = LANES_##SUF, main = c - c % V;                                                         \
   for (int64_t b = 0, off = 0; b < B; off += cs[b], b++) {                                                 \
-    const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c;                               \
+    const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c, R = bn_chunk_##SUF(Cb);       \
     T *mb = mean + off, *qb = sc + off;                                                                    \
     bn_moments_##SUF(x, Cb, P, mb, qb, sc + C + off);                                                      \
     for (int64_t k = off; k < off + Cb; k++) {                                                             \
@@ -508,21 +513,29 @@ int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int
       if (rvar) rvar[k] = (T)((1.0 - momentum) * rvar[k] + momentum * (P > 1 ? sc[k] / (T)(P - 1) : sc[k]));\
       sc[k] = w ? invstd[k] * w[k] : invstd[k]; /* now the scale */                                        \
     }                                                                                                      \
-    for (int64_t p = 0; p < P; p++)                                                                        \
+    /* the output chunk by chunk of rows (read from the L1 cache), part by part (its mean and scale        \
+       in registers through the chunk) */                                                                  \
+    for (int64_t p0 = 0; p0 < P; p0 += R) {                                                                \
+      const int64_t n = P - p0 < R ? P - p0 : R;                                                           \
       for (int64_t j = 0; j < nq; j++) {                                                                   \
-        const int64_t q = q0 + j;                                                                          \
-        const T *xr = x + p * Cb + j * c, *m = mb + j * c, *s = qb + j * c;                                \
-        T *o = outs[q] + p * os[q];                                                                        \
-        if (acc[q]) {                                                                                      \
-          for (int64_t k = 0; k < main; k += V)                                                            \
-            store_##SUF(o + k, load_##SUF(o + k) + (load_##SUF(xr + k) - load_##SUF(m + k)) * load_##SUF(s + k));\
-          for (int64_t k = main; k < c; k++) o[k] += (xr[k] - m[k]) * s[k];                                \
-        } else {                                                                                           \
-          for (int64_t k = 0; k < main; k += V)                                                            \
-            store_##SUF(o + k, (load_##SUF(xr + k) - load_##SUF(m + k)) * load_##SUF(s + k));              \
-          for (int64_t k = main; k < c; k++) o[k] = (xr[k] - m[k]) * s[k];                                 \
+        const int64_t q = q0 + j, so = os[q];                                                              \
+        const T *xj = x + p0 * Cb + j * c, *m = mb + j * c, *s = qb + j * c;                               \
+        T *o = outs[q] + p0 * so;                                                                          \
+        for (int64_t k = 0; k < main; k += V) {                                                            \
+          const vec_##SUF mv = load_##SUF(m + k), sv = load_##SUF(s + k);                                  \
+          if (acc[q])                                                                                      \
+            for (int64_t r = 0; r < n; r++)                                                                \
+              store_##SUF(o + r * so + k, load_##SUF(o + r * so + k) + (load_##SUF(xj + r * Cb + k) - mv) * sv);\
+          else                                                                                             \
+            for (int64_t r = 0; r < n; r++) store_##SUF(o + r * so + k, (load_##SUF(xj + r * Cb + k) - mv) * sv);\
         }                                                                                                  \
+        for (int64_t k = main; k < c; k++)                                                                 \
+          for (int64_t r = 0; r < n; r++) {                                                                \
+            const T v = (xj[r * Cb + k] - m[k]) * s[k];                                                    \
+            o[r * so + k] = acc[q] ? o[r * so + k] + v : v;                                                \
+          }                                                                                                \
       }                                                                                                    \
+    }                                                                                                      \
   }                                                                                                        \
   free(sc);                                                                                                \
   return 0;                                                                                                \
@@ -530,7 +543,7 @@ int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int
                                                                                                            \
 /* Its backward: part q's g = dL/d(its output) is a row of gst[q] values per pixel at gs[q] (the gradient  \
    of the sum it went into); each block's gx (gxs NULL, or gxs[b] NULL: not wanted) and gw (NULL: not      \
-   wanted) as bn_blocks_backward. Two rows' terms are added before they reach the running sums. */         \
+   wanted) as bn_blocks_backward. Chunk by chunk of rows, part by part, as the forward's output. */        \
 int bn_parts_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int64_t c, const T *w,       \
                             const T *const *gs, const int64_t *gst, const T *mean, const T *invstd,        \
                             T *const *gxs, T *gw, int64_t P) {                                             \
@@ -540,26 +553,26 @@ int bn_parts_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, in
   if (!sg) return 1;                                                                                       \
   const int64_t V = LANES_##SUF, main = c - c % V;                                                         \
   for (int64_t b = 0, off = 0; b < B; off += cs[b], b++) {                                                 \
-    const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c;                               \
-    for (int64_t j = 0; j < nq; j++) {                                                                     \
-      const int64_t q = q0 + j, at = off + j * c, gq = gst[q];                                             \
-      const T *m = mean + at, *g = gs[q]; T *a = sg + at, *e = sgx + at;                                   \
-      int64_t p = 0;                                                                                       \
-      for (; p + 2 <= P; p += 2) {                                                                         \
-        const T *x0 = x + p * Cb + j * c, *x1 = x0 + Cb, *g0 = g + p * gq, *g1 = g0 + gq;                  \
+    const T *x = xs[b]; const int64_t Cb = cs[b], q0 = off / c, nq = Cb / c, R = bn_chunk_##SUF(Cb);       \
+    for (int64_t p0 = 0; p0 < P; p0 += R) {                                                                \
+      const int64_t n = P - p0 < R ? P - p0 : R;                                                           \
+      for (int64_t j = 0; j < nq; j++) {                                                                   \
+        const int64_t q = q0 + j, at = off + j * c, gq = gst[q];                                           \
+        const T *m = mean + at, *g = gs[q] + p0 * gq, *xj = x + p0 * Cb + j * c;                           \
         for (int64_t k = 0; k < main; k += V) {                                                            \
-          const vec_##SUF mv = load_##SUF(m + k), u0 = load_##SUF(g0 + k), u1 = load_##SUF(g1 + k);        \
-          store_##SUF(a + k, load_##SUF(a + k) + (u0 + u1));                                               \
-          store_##SUF(e + k, load_##SUF(e + k) + (u0 * (load_##SUF(x0 + k) - mv) + u1 * (load_##SUF(x1 + k) - mv)));\
+          const vec_##SUF mv = load_##SUF(m + k);                                                          \
+          vec_##SUF a = load_##SUF(sg + at + k), e = load_##SUF(sgx + at + k);                             \
+          for (int64_t r = 0; r < n; r++) {                                                                \
+            const vec_##SUF u = load_##SUF(g + r * gq + k);                                                \
+            a += u; e += u * (load_##SUF(xj + r * Cb + k) - mv);                                           \
+          }                                                                                                \
+          store_##SUF(sg + at + k, a); store_##SUF(sgx + at + k, e);                                       \
         }                                                                                                  \
-        for (int64_t k = main; k < c; k++) {                                                               \
-          a[k] += g0[k] + g1[k];                                                                           \
-          e[k] += g0[k] * (x0[k] - m[k]) + g1[k] * (x1[k] - m[k]);                                         \
-        }                                                                                                  \
-      }                                                                                                    \
-      for (; p < P; p++) {                                                                                 \
-        const T *xr = x + p * Cb + j * c, *gr = g + p * gq;                                                \
-        for (int64_t k = 0; k < c; k++) { a[k] += gr[k]; e[k] += gr[k] * (xr[k] - m[k]); }                 \
+        for (int64_t k = main; k < c; k++)                                                                 \
+          for (int64_t r = 0; r < n; r++) {                                                                \
+            sg[at + k] += g[r * gq + k];                                                                   \
+            sgx[at + k] += g[r * gq + k] * (xj[r * Cb + k] - m[k]);                                        \
+          }                                                                                                \
       }                                                                                                    \
     }                                                                                                      \
     if (gw) for (int64_t k = off; k < off + Cb; k++) gw[k] = sgx[k] * invstd[k];                           \
@@ -571,21 +584,29 @@ int bn_parts_backward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, in
       sg[k] = sg[k] / (T)P;                                                                                \
       sgx[k] = sgx[k] * invstd[k] * invstd[k] / (T)P;                                                      \
     }                                                                                                      \
-    for (int64_t p = 0; p < P; p++)                                                                        \
+    for (int64_t p0 = 0; p0 < P; p0 += R) {                                                                \
+      const int64_t n = P - p0 < R ? P - p0 : R;                                                           \
       for (int64_t j = 0; j < nq; j++) {                                                                   \
-        const int64_t q = q0 + j, at = off + j * c;                                                        \
-        const T *xr = x + p * Cb + j * c, *gr = gs[q] + p * gst[q], *m = mean + at, *s = scale + at;       \
-        const T *a = sg + at, *e = sgx + at;                                                               \
-        T *o = gx + p * Cb + j * c;                                                                        \
-        for (int64_t k = 0; k < main; k += V)                                                              \
-          store_##SUF(o + k, load_##SUF(s + k) * (load_##SUF(gr + k) - load_##SUF(a + k) -                 \
-                                                  (load_##SUF(xr + k) - load_##SUF(m + k)) * load_##SUF(e + k)));\
-        for (int64_t k = main; k < c; k++) o[k] = s[k] * (gr[k] - a[k] - (xr[k] - m[k]) * e[k]);           \
+        const int64_t q = q0 + j, at = off + j * c, gq = gst[q];                                           \
+        const T *g = gs[q] + p0 * gq, *xj = x + p0 * Cb + j * c;                                           \
+        T *o = gx + p0 * Cb + j * c;                                                                       \
+        for (int64_t k = 0; k < main; k += V) {                                                            \
+          const vec_##SUF mv = load_##SUF(mean + at + k), sv = load_##SUF(scale + at + k);                 \
+          const vec_##SUF av = load_##SUF(sg + at + k), ev = load_##SUF(sgx + at + k);                     \
+          for (int64_t r = 0; r < n; r++)                                                                  \
+            store_##SUF(o + r * Cb + k,                                                                    \
+                        sv * (load_##SUF(g + r * gq + k) - av - (load_##SUF(xj + r * Cb + k) - mv) * ev)); \
+        }                                                                                                  \
+        for (int64_t k = main; k < c; k++)                                                                 \
+          for (int64_t r = 0; r < n; r++)                                                                  \
+            o[r * Cb + k] = scale[at + k] * (g[r * gq + k] - sg[at + k] - (xj[r * Cb + k] - mean[at + k]) * sgx[at + k]);\
       }                                                                                                    \
+    }                                                                                                      \
   }                                                                                                        \
   free(sg);                                                                                                \
   return 0;                                                                                                \
 }                                                                                                          \
+                                                                                                           \
 /* 3x3 pooling with padding 1 and stride s of x (N, H, W, C) into (N, OH, OW, C), as PyTorch's: a max      \
    over the window's input pixels (the first maximum in row order, or the last NaN, is the one whose       \
    tap, 0..8, goes to idx for the backward), or their mean (padding not counted). The window of output     \
