@@ -242,14 +242,21 @@ def batch_norm(blocks, weight, running_mean, running_var, momentum: float, eps: 
     return y, mean, invstd
 
 
+def _bn_grads(blocks, input_grads, weight_grad: bool):
+    """Empty buffers for a BN backward's gradients: one per block where ``input_grads`` wants
+    it (channels-last), and one for the weight (all the blocks' channels) if ``weight_grad``."""
+    gxs = [torch.empty_like(b, memory_format=torch.channels_last) if want else None
+           for b, want in zip(blocks, input_grads)]
+    gw = torch.empty(sum(b.shape[1] for b in blocks), dtype=blocks[0].dtype) if weight_grad else None
+    return gxs, gw
+
+
 def batch_norm_backward(blocks, weight, g, mean, invstd, input_grads, weight_grad: bool):
     """dL/d(each block) (None where ``input_grads`` says not wanted) and dL/dweight (None
     unless ``weight_grad``) of :func:`batch_norm` from channels-last g = dL/dy."""
     x = blocks[0]
     n, _, h, w = x.shape
-    gxs = [torch.empty_like(b, memory_format=torch.channels_last) if want else None
-           for b, want in zip(blocks, input_grads)]
-    gw = torch.empty(g.shape[1], dtype=x.dtype) if weight_grad else None
+    gxs, gw = _bn_grads(blocks, input_grads, weight_grad)
     xs, sizes, gp = _pointers(blocks), _sizes(blocks), _pointers(gxs)
     _call("bn_blocks_backward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks),
           *_data(weight, g, mean, invstd), ctypes.addressof(gp), *_data(gw), n * h * w)
@@ -302,9 +309,7 @@ def batch_norm_parts_backward(blocks, weight, grads, c: int, slots, mean, invstd
     (channels-last), as :func:`batch_norm_backward`."""
     x = blocks[0]
     n, _, h, w = x.shape
-    gxs = [torch.empty_like(b, memory_format=torch.channels_last) if want else None
-           for b, want in zip(blocks, input_grads)]
-    gw = torch.empty(mean.shape[0], dtype=x.dtype) if weight_grad else None
+    gxs, gw = _bn_grads(blocks, input_grads, weight_grad)
     xs, sizes, gp = _pointers(blocks), _sizes(blocks), _pointers(gxs)
     ptrs, rows = _part_rows(grads, slots, c)
     _call("bn_parts_backward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks), c,
