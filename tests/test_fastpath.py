@@ -174,25 +174,36 @@ def test_fused_optimisers_equal_foreach(algorithm, level, order):
         _close(state_f[k].double(), state_e[k].double(), f"state {k}", floor=1e-3)
 
 
-def test_cost_backward_equals_backward():
-    """The held-out pass's backward to Z alone gives the costs of the full backward."""
+def test_cost_only_pass_equals_backward_and_computes_no_weight_gradient(kernels, monkeypatch):
+    """The held-out pass (forward_backward to Z alone, the weights frozen) gives the
+    costs of the full backward, leaves no weight gradient, runs no weight-gradient
+    kernel, and restores every weight's requires_grad, a frozen one's included."""
+    from nas_core import native
+
     torch.set_num_threads(1)
     cfg = _config("darts", "bi", 1, "minimal", "standard")
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         s = _double_search(cfg)
+        s.params[0].requires_grad_(False)  # a weight frozen by the user stays frozen
+        wanted = [p.requires_grad for p in s.params]
         x, y = s.splits.train_x[:8].double(), s.splits.train_y[:8]
         samples = s.draw(torch.Generator().manual_seed(0))
-        costs = []
-        for backward in (s.backward, s.cost_backward):
+        costs, calls = [], []
+        for name in ("depthwise_weight_grad", "pointwise_weight_grad"):
+            kernel = getattr(native, name)
+            monkeypatch.setattr(native, name, lambda *a, _k=kernel, _n=name, **kw: calls.append(_n) or _k(*a, **kw))
+        for weight_grads in (True, False):
             with torch.no_grad():
                 state = copy.deepcopy(s.net.state_dict())
-            s.zero_grad()
-            logits, z = s.forward(x, samples)
-            backward(torch.nn.functional.cross_entropy(logits, y), z)
+            calls.clear()
+            _, _, z = s.forward_backward(x, y, samples, weight_grads=weight_grads)
             costs.append({t: z[t].grad.clone() for t in z})
             s.net.load_state_dict(state)
+        assert not calls, f"weight-gradient kernels ran in the cost-only pass: {sorted(set(calls))}"
+        assert all(p.grad is None for p in s.params), "the cost-only pass left weight gradients"
+        assert [p.requires_grad for p in s.params] == wanted, "requires_grad was not restored"
     finally:
         torch.set_default_dtype(old)
     for t in costs[0]:

@@ -8,6 +8,7 @@ backpropagate once; the leaves' ``.grad`` are the costs dL/dZ.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -16,6 +17,22 @@ import torch.nn.functional as F
 from ..faults import DivergenceError
 from ..ops import NONE
 from .state import SearchState, kept_buffers
+
+
+@contextmanager
+def frozen(params):
+    """Run with ``params`` not requiring grad (restored afterwards): a pass that only
+    wants dL/dZ then builds no weight-gradient graph, and its convolutions' backward
+    computes input gradients alone (in a bi-level DARTS epoch that halves the
+    held-out pass's convolution backward). A context manager; yields nothing."""
+    wanted = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, w in zip(params, wanted):
+            p.requires_grad_(w)
 
 
 class Step(SearchState):
@@ -45,7 +62,9 @@ class Step(SearchState):
     @staticmethod
     def cost_backward(loss, z):
         """:meth:`backward` to Z alone: the same costs, no weight gradients (a held-out
-        or probing pass discards them; their convolution backward is most of the pass)."""
+        or probing pass discards them). The forward must run inside :func:`frozen`,
+        else every custom kernel's backward still computes its weight gradient
+        (``ctx.needs_input_grad`` is fixed in the forward, whatever is asked of the backward)."""
         leaves = list(z.values())
         for leaf, g in zip(leaves, torch.autograd.grad(loss, leaves, allow_unused=True)):
             leaf.grad = torch.zeros_like(leaf) if g is None else g
@@ -55,9 +74,15 @@ class Step(SearchState):
         weights too if ``weight_grads``, else to Z alone). Returns (loss, logits, z)
         with z[t].grad the cost."""
         self.zero_grad()
-        logits, z = self.forward(x, samples)
-        loss = F.cross_entropy(logits, y)
-        (self.backward if weight_grads else self.cost_backward)(loss, z)
+        if weight_grads:
+            logits, z = self.forward(x, samples)
+            loss = F.cross_entropy(logits, y)
+            self.backward(loss, z)
+            return loss, logits, z
+        with frozen(self.params):
+            logits, z = self.forward(x, samples)
+            loss = F.cross_entropy(logits, y)
+            self.cost_backward(loss, z)
         return loss, logits, z
 
     def measure(self, x, y, samples, train: bool = True) -> dict:
