@@ -25,10 +25,9 @@ class _NativeBatchNorm(torch.autograd.Function):
     (not saved: a later step may move them again before this backward runs)."""
 
     @staticmethod
-    def forward(ctx, weight, running_mean, running_var, momentum, eps, *blocks):
+    def forward(ctx, weight, running, momentum, eps, *blocks):
         with torch.no_grad():
-            y, mean, invstd = native.batch_norm(blocks, weight, None if running_mean is None else running_mean.data,
-                                                None if running_var is None else running_var.data, momentum, eps)
+            y, mean, invstd = native.batch_norm(blocks, weight, running, momentum, eps)
         ctx.save_for_backward(weight, mean, invstd, *blocks)
         return y
 
@@ -36,9 +35,9 @@ class _NativeBatchNorm(torch.autograd.Function):
     def backward(ctx, g):
         weight, mean, invstd, *blocks = ctx.saved_tensors
         gxs, gw = native.batch_norm_backward(blocks, weight, g.contiguous(memory_format=torch.channels_last), mean,
-                                             invstd, ctx.needs_input_grad[5:],
+                                             invstd, ctx.needs_input_grad[4:],
                                              weight is not None and ctx.needs_input_grad[0])
-        return (gw, None, None, None, None, *gxs)
+        return (gw, None, None, None, *gxs)
 
 
 class _NativeBatchNormParts(torch.autograd.Function):
@@ -47,12 +46,10 @@ class _NativeBatchNormParts(torch.autograd.Function):
     the kernel, and each part's gradient is read where it arrives (no split, no copies)."""
 
     @staticmethod
-    def forward(ctx, weight, running_mean, running_var, momentum, eps, layout, *blocks):
+    def forward(ctx, weight, running, momentum, eps, layout, *blocks):
         c, slots, n_slots = layout
         with torch.no_grad():
-            outs, mean, invstd = native.batch_norm_parts(
-                blocks, weight, None if running_mean is None else running_mean.data,
-                None if running_var is None else running_var.data, momentum, eps, c, slots, n_slots)
+            outs, mean, invstd = native.batch_norm_parts(blocks, weight, running, momentum, eps, c, slots, n_slots)
         ctx.save_for_backward(weight, mean, invstd, *blocks)
         ctx.layout = layout
         return tuple(outs)
@@ -65,36 +62,54 @@ class _NativeBatchNormParts(torch.autograd.Function):
         grads = [torch.zeros((x.shape[0], k * c, *x.shape[2:]), dtype=x.dtype, memory_format=CL) if g is None
                  else g.contiguous(memory_format=CL) for g, k in zip(grads, n_slots)]
         gxs, gw = native.batch_norm_parts_backward(blocks, weight, grads, c, slots, mean, invstd,
-                                                   ctx.needs_input_grad[6:],
+                                                   ctx.needs_input_grad[5:],
                                                    weight is not None and ctx.needs_input_grad[0])
-        return (gw, None, None, None, None, None, *gxs)
+        return (gw, None, None, None, None, *gxs)
 
 
-def _running(bns, training):
-    """The running statistics of ``bns`` as one pair of tensors, and the momentum of their update."""
+def _momentum(bns, training) -> float:
+    """The momentum of the running statistics' update, as nn.BatchNorm2d's (momentum None: a cumulative average)."""
     b0 = bns[0]
-    if len(bns) == 1:
-        rm, rv = b0.running_mean, b0.running_var
-    else:
-        rm = torch.cat([b.running_mean for b in bns])
-        rv = torch.cat([b.running_var for b in bns])
     momentum = b0.momentum
-    if momentum is None and training:  # a cumulative average, as nn.BatchNorm2d with momentum=None
+    if momentum is None and training:
         momentum = 1.0 / (float(b0.num_batches_tracked) + 1.0)
-    return rm, rv, 0.0 if momentum is None else momentum
+    return 0.0 if momentum is None else momentum
+
+
+def _running(bns):
+    """The running statistics of ``bns`` as one pair of tensors (for F.batch_norm)."""
+    if len(bns) == 1:
+        return bns[0].running_mean, bns[0].running_var
+    return torch.cat([b.running_mean for b in bns]), torch.cat([b.running_var for b in bns])
+
+
+def _native_running(bns):
+    """Each module's running statistics (means, variances), or None if not kept: the native kernels move
+    them in place, with no concatenation of them to make and split back. Through the data pointers, as
+    inside BN's own kernel, the buffers' version counters do not move (autograd saved them in graphs
+    that may still be waiting for backward)."""
+    if bns[0].running_mean is None:
+        return None
+    return [b.running_mean for b in bns], [b.running_var for b in bns]
+
+
+def _counted(bns, training):
+    """Each module's count of batches moved, as its own forward would."""
+    if training:
+        torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
 
 
 def _moved(bns, rm, rv, training):
-    """Each module's running statistics and count moved as its own forward would."""
+    """Each module's running statistics (updated in ``rm``, ``rv`` by F.batch_norm) and count moved as its
+    own forward would."""
     if training:
         with torch.no_grad():
             if len(bns) > 1:
                 sizes = [b.num_features for b in bns]
-                # through .data: as inside BN's own kernel, the buffers' version counters do not move
-                # (autograd saved them in graphs that may still be waiting for backward)
+                # through .data: the version counters do not move (see _native_running)
                 torch._foreach_copy_([b.running_mean.data for b in bns], list(rm.split(sizes)))
                 torch._foreach_copy_([b.running_var.data for b in bns], list(rv.split(sizes)))
-            torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
+            _counted(bns, training)
 
 
 def _native_ok(blocks, training) -> bool:
@@ -107,12 +122,14 @@ def batch_norm(x, bns, weight, training):
     on the native path), with ``weight`` multiplying the normalised output. Running
     statistics are updated in each module as its own forward would."""
     blocks = list(x) if isinstance(x, (list, tuple)) else [x]
-    rm, rv, momentum = _running(bns, training)
+    momentum = _momentum(bns, training)
     if _native_ok(blocks, training):
-        y = _NativeBatchNorm.apply(weight, rm, rv, momentum, bns[0].eps,
+        y = _NativeBatchNorm.apply(weight, _native_running(bns), momentum, bns[0].eps,
                                    *[b.contiguous(memory_format=CL) for b in blocks])
-    else:
-        y = F.batch_norm(cat_channels(blocks), rm, rv, weight, None, training, momentum, bns[0].eps)
+        _counted(bns, training)
+        return y
+    rm, rv = _running(bns)
+    y = F.batch_norm(cat_channels(blocks), rm, rv, weight, None, training, momentum, bns[0].eps)
     _moved(bns, rm, rv, training)
     return y
 
@@ -126,10 +143,9 @@ def batch_norm_parts(x, bns, weight, training, c: int, slots, n_slots):
     blocks = list(x) if isinstance(x, (list, tuple)) else [x]
     slots, n_slots = tuple(slots), tuple(n_slots)
     if _native_ok(blocks, training):
-        rm, rv, momentum = _running(bns, training)
-        outs = _NativeBatchNormParts.apply(weight, rm, rv, momentum, bns[0].eps, (c, slots, n_slots),
-                                           *[b.contiguous(memory_format=CL) for b in blocks])
-        _moved(bns, rm, rv, training)
+        outs = _NativeBatchNormParts.apply(weight, _native_running(bns), _momentum(bns, training), bns[0].eps,
+                                           (c, slots, n_slots), *[b.contiguous(memory_format=CL) for b in blocks])
+        _counted(bns, training)
         return list(outs)
     parts = batch_norm(blocks, bns, weight, training).split(c, dim=1)
     into = [[None] * k for k in n_slots]

@@ -372,15 +372,29 @@ static int pw_weight_grad_ci_co_##SUF(const T *x, const T *g, T *gw, int64_t P, 
   return 0;                                                                                                \
 }                                                                                                          \
                                                                                                            \
+/* The running statistics, kept in one segment of channels per BN module (ms[s], vs[s]: ns[s] channels;    \
+   ms NULL: none kept), moved channel after channel in the channels' order (s, j: the next channel's       \
+   segment and place in it). */                                                                            \
+typedef struct { T *const *ms, *const *vs; const int64_t *ns; int64_t s, j; } running_##SUF;               \
+static inline void running_move_##SUF(running_##SUF *r, T mean, T var, double momentum) {                  \
+  if (!r->ms) return;                                                                                      \
+  T *m = r->ms[r->s] + r->j, *v = r->vs[r->s] + r->j;                                                      \
+  *m = (T)((1.0 - momentum) * *m + momentum * mean);                                                       \
+  *v = (T)((1.0 - momentum) * *v + momentum * var);                                                        \
+  if (++r->j == r->ns[r->s]) { r->s++; r->j = 0; }                                                         \
+}                                                                                                          \
+                                                                                                           \
 /* Batch norm with batch statistics over the P pixels of B blocks of channels xs[b] (P x cs[b]), which     \
    together are the channels of y (P x C, C = sum cs): y = (x - mean) invstd w (w NULL: 1); mean and       \
-   invstd out (for the backward); the running statistics (NULL: none) move by momentum, the variance's     \
+   invstd out (for the backward); the running statistics (running_SUF) move by momentum, the variance's    \
    unbiased (as torch.nn.functional.batch_norm). One block at a time: its statistics in one pass           \
    (Welford's), then its output, read again while it is still in the cache (the blocks of a wave are       \
    normalised at once without first being copied into one tensor). */                                      \
 int bn_blocks_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, const T *w, T *y, T *mean,   \
-                            T *invstd, T *rmean, T *rvar, int64_t P, double eps, double momentum) {        \
+                            T *invstd, T *const *rms, T *const *rvs, const int64_t *rns, int64_t P,        \
+                            double eps, double momentum) {                                                 \
   int64_t C = 0, off = 0;                                                                                  \
+  running_##SUF run = {rms, rvs, rns, 0, 0};                                                               \
   for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
   T *m2 = calloc((size_t)C, sizeof(T));                                                                    \
   if (!m2) return 1;                                                                                       \
@@ -394,8 +408,7 @@ int bn_blocks_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, co
     }                                                                                                      \
     for (int64_t c = off; c < off + Cb; c++) {                                                             \
       invstd[c] = (T)(1.0 / sqrt((double)(m2[c] / (T)P) + eps));                                           \
-      if (rmean) rmean[c] = (T)((1.0 - momentum) * rmean[c] + momentum * mean[c]);                         \
-      if (rvar) rvar[c] = (T)((1.0 - momentum) * rvar[c] + momentum * (P > 1 ? m2[c] / (T)(P - 1) : m2[c])); \
+      running_move_##SUF(&run, mean[c], P > 1 ? m2[c] / (T)(P - 1) : m2[c], momentum);                    \
       m2[c] = w ? invstd[c] * w[c] : invstd[c]; /* now the scale */                                        \
     }                                                                                                      \
     for (int64_t p = 0; p < P; p++) {                                                                      \
@@ -497,8 +510,10 @@ static inline int64_t bn_chunk_##SUF(int64_t Cb) {                              
 }                                                                                                          \
 int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int64_t c, const T *w,        \
                            T *const *outs, const int64_t *os, const int64_t *acc, T *mean, T *invstd,      \
-                           T *rmean, T *rvar, int64_t P, double eps, double momentum) {                    \
+                           T *const *rms, T *const *rvs, const int64_t *rns, int64_t P, double eps,        \
+                           double momentum) {                                                              \
   int64_t C = 0;                                                                                           \
+  running_##SUF run = {rms, rvs, rns, 0, 0};                                                               \
   for (int64_t b = 0; b < B; b++) C += cs[b];                                                              \
   T *sc = malloc(sizeof(T) * (size_t)(3 * C)); /* the scales, then bn_moments' tmp */                      \
   if (!sc) return 1;                                                                                       \
@@ -509,8 +524,7 @@ int bn_parts_forward_##SUF(const T *const *xs, const int64_t *cs, int64_t B, int
     bn_moments_##SUF(x, Cb, P, mb, qb, sc + C + off);                                                      \
     for (int64_t k = off; k < off + Cb; k++) {                                                             \
       invstd[k] = (T)(1.0 / sqrt((double)(sc[k] / (T)P) + eps));                                           \
-      if (rmean) rmean[k] = (T)((1.0 - momentum) * rmean[k] + momentum * mean[k]);                         \
-      if (rvar) rvar[k] = (T)((1.0 - momentum) * rvar[k] + momentum * (P > 1 ? sc[k] / (T)(P - 1) : sc[k]));\
+      running_move_##SUF(&run, mean[k], P > 1 ? sc[k] / (T)(P - 1) : sc[k], momentum);                    \
       sc[k] = w ? invstd[k] * w[k] : invstd[k]; /* now the scale */                                        \
     }                                                                                                      \
     /* the output chunk by chunk of rows (read from the L1 cache), part by part (its mean and scale        \

@@ -31,8 +31,8 @@ _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 # name -> its arguments' C types (tensors' data pointers, then sizes)
 _KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I] * 12,
             "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5, "pw_weight_grad": [_P] * 3 + [_I] * 4,
-            "bn_blocks_forward": [_P, _P, _I] + [_P] * 6 + [_I] + [_D] * 2, "bn_blocks_backward": [_P, _P, _I] + [_P] * 6 + [_I],
-            "bn_parts_forward": [_P, _P, _I, _I] + [_P] * 8 + [_I] + [_D] * 2,
+            "bn_blocks_forward": [_P, _P, _I] + [_P] * 7 + [_I] + [_D] * 2, "bn_blocks_backward": [_P, _P, _I] + [_P] * 6 + [_I],
+            "bn_parts_forward": [_P, _P, _I, _I] + [_P] * 9 + [_I] + [_D] * 2,
             "bn_parts_backward": [_P, _P, _I, _I] + [_P] * 7 + [_I],
             "max_pool": [_P] * 3 + [_I] * 7, "max_pool_backward": [_P] * 3 + [_I] * 7, "avg_pool": [_P] * 2 + [_I] * 8}
 
@@ -224,11 +224,29 @@ def _sizes(blocks):
     return (ctypes.c_int64 * len(blocks))(*[b.shape[1] for b in blocks])
 
 
-def batch_norm(blocks, weight, running_mean, running_var, momentum: float, eps: float):
+def _running(running, channels: int):
+    """C arrays for ``running``, (means, variances): one tensor of each per BN module, together
+    the channels in order (None: not kept): the means' and variances' pointers and their lengths.
+    The kernels move them in place, so no concatenation of them is made (nor split back)."""
+    if running is None:
+        return None, None, None
+    means, variances = running
+    lengths = [m.shape[0] for m in means]
+    if sum(lengths) != channels or [v.shape[0] for v in variances] != lengths:
+        raise ValueError(f"running statistics of {lengths} channels for a BN of {channels}")
+    return _pointers(means), _pointers(variances), _int64s(lengths)
+
+
+def _addresses(*arrays):
+    return [None if a is None else ctypes.addressof(a) for a in arrays]
+
+
+def batch_norm(blocks, weight, running, momentum: float, eps: float):
     """BN with batch statistics of channels-last ``blocks`` (N, C_b, H, W), together the channels
     of the output (N, sum C_b, H, W) in that order, times ``weight`` (or None); the running
-    statistics (None: not kept) move in place, as in ``F.batch_norm(..., training=True)`` of
-    the blocks' concatenation (which is never made). Returns y, and the mean and 1/std for the backward."""
+    statistics ``running`` (see :func:`_running`; None: not kept) move in place, as in
+    ``F.batch_norm(..., training=True)`` of the blocks' concatenation (which is never made).
+    Returns y, and the mean and 1/std for the backward."""
     x = blocks[0]
     n, _, h, w = x.shape
     if n * h * w == 1:  # as F.batch_norm: one value per channel has no batch statistics
@@ -237,8 +255,9 @@ def batch_norm(blocks, weight, running_mean, running_var, momentum: float, eps: 
     c = sum(sizes)
     y = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
     mean, invstd = torch.empty(c, dtype=x.dtype), torch.empty(c, dtype=x.dtype)
+    rms, rvs, rns = _running(running, c)
     _call("bn_blocks_forward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks),
-          *_data(weight, y, mean, invstd, running_mean, running_var), n * h * w, eps, momentum)
+          *_data(weight, y, mean, invstd), *_addresses(rms, rvs, rns), n * h * w, eps, momentum)
     return y, mean, invstd
 
 
@@ -276,8 +295,7 @@ def _part_rows(outs, slots, c):
     return (ctypes.c_void_p * len(ptrs))(*ptrs), _int64s([outs[o].shape[1] for o, _ in slots])
 
 
-def batch_norm_parts(blocks, weight, running_mean, running_var, momentum: float, eps: float, c: int, slots,
-                     n_slots):
+def batch_norm_parts(blocks, weight, running, momentum: float, eps: float, c: int, slots, n_slots):
     """:func:`batch_norm` whose output, by parts of c channels, goes where it is used instead of into one
     tensor: part q (channels q c .. q c + c - 1 of the blocks' concatenation) to ``slots[q]`` = (o, s),
     slot s of output o, an (N, n_slots[o] c, H, W) channels-last tensor; parts sharing a slot are added.
@@ -298,9 +316,10 @@ def batch_norm_parts(blocks, weight, running_mean, running_var, momentum: float,
     ptrs, rows = _part_rows(outs, slots, c)
     flags = _int64s(acc)
     mean, invstd = torch.empty(total, dtype=x.dtype), torch.empty(total, dtype=x.dtype)
+    rms, rvs, rns = _running(running, total)
     _call("bn_parts_forward", x.dtype, (), ctypes.addressof(xs), ctypes.addressof(sizes), len(blocks), c,
           *_data(weight), ctypes.addressof(ptrs), ctypes.addressof(rows), ctypes.addressof(flags),
-          *_data(mean, invstd, running_mean, running_var), n * h * w, eps, momentum)
+          *_data(mean, invstd), *_addresses(rms, rvs, rns), n * h * w, eps, momentum)
     return outs, mean, invstd
 
 

@@ -109,7 +109,8 @@ def test_batch_norm_kernels_equal_pytorch_in_float64(n, c, h, w, weighted, momen
         sizes = [*split, c - sum(split)]
         blocks = [b.detach().contiguous(memory_format=CL).requires_grad_(i != 1)
                   for i, b in enumerate(x.split(sizes, dim=1)) if b.shape[1]]
-    out = batchnorm._NativeBatchNorm.apply(wt, *stats["native"], momentum, 1e-5, *blocks)
+    running = tuple([s] for s in stats["native"])  # one module's (means, variances)
+    out = batchnorm._NativeBatchNorm.apply(wt, running, momentum, 1e-5, *blocks)
     assert _rel(ref, out) < 1e-12
     for a, b in zip(stats["ref"], stats["native"]):
         assert _rel(a, b) < 1e-12
@@ -162,12 +163,30 @@ def test_batch_norm_by_parts_equals_the_sums_of_a_batch_norms_parts_in_float64(c
         assert _rel(a, b) < 1e-10
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batch_norm_moves_running_statistics_kept_apart_from_the_blocks_boundaries(dtype):
+    """The kernels move each module's running statistics in place, in the channels' order, whatever
+    the blocks: here modules of 4 and 8 channels over blocks of 5 and 7 (a module spans two blocks),
+    against F.batch_norm's update of the concatenation (float32: the same operations, so equal)."""
+    g = torch.Generator().manual_seed(3)
+    blocks = [(2 * torch.randn(6, k, 4, 4, generator=g, dtype=dtype) + 1).contiguous(memory_format=CL) for k in (5, 7)]
+    rm, rv = torch.rand(12, generator=g, dtype=dtype), torch.rand(12, generator=g, dtype=dtype) + 0.5
+    means, variances = [rm[:4].clone(), rm[4:].clone()], [rv[:4].clone(), rv[4:].clone()]
+    want = F.batch_norm(torch.cat(blocks, dim=1), rm, rv, None, None, True, 0.3, 1e-5)
+    y, _, _ = native.batch_norm(blocks, None, (means, variances), 0.3, 1e-5)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert _rel(want, y) < tol
+    assert _rel(rm, torch.cat(means)) < tol and _rel(rv, torch.cat(variances)) < tol
+    with pytest.raises(ValueError, match="running statistics of"):
+        native.batch_norm(blocks, None, ([rm[:4]], [rv[:4]]), 0.3, 1e-5)
+
+
 def test_batch_norm_of_one_value_per_channel_fails_as_pytorchs_does():
     x = torch.randn(1, 4, 1, 1)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(x, None, None, training=True)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        native.batch_norm([x], None, None, None, 0.1, 1e-5)
+        native.batch_norm([x], None, None, 0.1, 1e-5)
 
 
 def test_float32_agrees_to_rounding():

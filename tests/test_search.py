@@ -103,3 +103,25 @@ def test_epoch_generator_fixes_the_random_stream():
                            torch.rand(5, generator=search_module.epoch_generator(0, 3)))
     assert not torch.equal(torch.rand(5, generator=search_module.epoch_generator(1, 3)),
                            torch.rand(5, generator=search_module.epoch_generator(0, 3)))
+
+
+# ---- measuring changes nothing -----------------------------------------------------------
+
+def test_evaluate_and_probe_leave_every_buffer_as_it_was():
+    """The held-out evaluation and the probe run BN with batch statistics; afterwards every
+    buffer (running means and variances, and the integer batch counts) is exactly as before,
+    and a block that changed the network's buffers is refused."""
+    s = Search(SearchConfig(**{**TINY, "algorithm": "darts"}))
+    s.run_epoch()
+    before = {k: b.clone() for k, b in s.net.named_buffers()}
+    s.evaluate(search_module.epoch_generator(0, 9))
+    s.probe(2, search_module.epoch_generator(0, 9, stream=1))
+    for k, b in s.net.named_buffers():
+        assert torch.equal(before[k], b), k
+    with search_module.kept_buffers(s.net):
+        s.run_epoch()  # moves them
+        assert any(not torch.equal(before[k], b) for k, b in s.net.named_buffers())
+    assert all(torch.equal(before[k], b) for k, b in s.net.named_buffers())
+    with pytest.raises(RuntimeError, match="buffers changed"):
+        with search_module.kept_buffers(s.net):
+            s.net.register_buffer("extra", torch.zeros(1))

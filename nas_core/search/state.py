@@ -21,13 +21,16 @@ def kept_buffers(net: torch.nn.Module):
     statistics afterwards, so that measuring changes nothing.
 
     A context manager; yields nothing."""
-    saved = {k: b.clone() for k, b in net.named_buffers()}
+    saved = [b.clone() for b in net.buffers()]
     try:
         yield
     finally:
         with torch.no_grad():
-            for k, b in net.named_buffers():
-                b.copy_(saved[k])
+            buffers = list(net.buffers())
+            if len(buffers) != len(saved):
+                raise RuntimeError("kept_buffers: the network's buffers changed inside the block")
+            if buffers:
+                torch._foreach_copy_(buffers, saved)
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
