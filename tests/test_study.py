@@ -131,3 +131,19 @@ def test_claims_are_read_from_their_file(tmp_path):
     bad.write_text("width:\n  - claim: x\n    rung: r\n    check: gap >= 0.1\n    over: mean\n")
     assert checks.load_claims(bad) == {"width": [("x", "r", "gap", ">=", 0.1, "mean")]}
 
+
+
+def test_write_tables_keeps_the_rows_of_runs_it_was_not_given(tmp_path, monkeypatch):
+    tiny = study.Rung("tiny", "ladder", "growing", TINY, seeds=(0,))
+    other = study.Rung("other", "ladder", "growing", TINY, seeds=(1,))
+    monkeypatch.setattr(study, "RUNGS", (other, tiny))
+    hs = {r.name: [run(c, cache_dir=tmp_path, progress=False) for c in r.configs()] for r in (tiny, other)}
+    study.write_tables(hs, tmp_path / "t")
+    before, before_curves = study.load_tables(tmp_path / "t")
+    study.write_tables({"tiny": hs["tiny"]}, tmp_path / "t")   # a new machine: only tiny's run in its cache
+    after, after_curves = study.load_tables(tmp_path / "t")
+    assert list(after.rung) == ["other", "tiny"] and list(after.run) == list(before.run)
+    assert len(after_curves) == len(before_curves)
+    (tmp_path / "t" / study.RUNS_TABLE).write_text('rung,seed\n"broken')
+    with pytest.raises(ValueError, match="unreadable"):
+        study.write_tables({"tiny": hs["tiny"]}, tmp_path / "t")

@@ -222,10 +222,36 @@ def tables(histories: dict[str, list[History]]) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame(runs), pd.DataFrame(curves)
 
 
+def _kept(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` with the rows of ``old`` whose (rung, seed) it lacks: a run
+    tabulated before (on another machine, whose run cache is gone) stays in the
+    table until a run of the same rung and seed replaces it."""
+    if old.empty:
+        return new
+    fresh = set(zip(new["rung"], new["seed"])) if not new.empty else set()
+    old = old[[(r, s) not in fresh for r, s in zip(old["rung"], old["seed"])]]
+    return pd.concat([old, new], ignore_index=True) if not new.empty else old.reset_index(drop=True)
+
+
 def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
+    """Write the tables of ``histories`` to ``out``, keeping the rows already
+    there of every (rung, seed) that ``histories`` does not hold."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, curves = tables(histories)
+    if all((out / n).is_file() for n in (RUNS_TABLE, CURVES_TABLE)):
+        try:
+            old_runs, old_curves = load_tables(out)
+        except (ValueError, KeyError) as err:   # pandas' parser errors are ValueErrors
+            raise ValueError(f"{out}: the study tables there are unreadable ({err}); restore them "
+                             f"(git checkout {out}) or move them away to write new ones") from None
+        known = {r.name for r in RUNGS}
+        runs = _kept(old_runs[old_runs["rung"].isin(known)], runs)
+        curves = _kept(old_curves[old_curves["rung"].isin(known)], curves)
+    order = {r.name: i for i, r in enumerate(RUNGS)}   # rows in the order of RUNGS, then seed (and epoch)
+    runs, curves = (f.sort_values(["rung", "seed", *keys], key=lambda c: c.map(order) if c.name == "rung" else c,
+                                  kind="stable", ignore_index=True) if not f.empty else f
+                    for f, keys in ((runs, []), (curves, ["epoch"])))
     paths = []
     for frame, name in ((runs, RUNS_TABLE), (curves, CURVES_TABLE)):
         tmp = out / (name + ".tmp")
