@@ -32,10 +32,11 @@ MIN_SEEDS = 4  # of 5: "a pattern holds at a rung"
 LADDER = {
     "growing": ("faithful DSNAS", "DSNAS 20k steps"),
     "width": ("faithful DSNAS", "DSNAS 20k steps"),
-    "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images"),
+    "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images", "bi-level DARTS 13k steps"),
 }
 CONTROLS = {"growing": (), "width": (), "bilevel": ("faithful single-level control",
-                                                "faithful single-level control, held-out seeds")}
+                                                "faithful single-level control, held-out seeds",
+                                                "single-level control 13k steps")}
 HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS, held-out seeds",
            "bilevel": "faithful bi-level DARTS, held-out seeds"}
 
