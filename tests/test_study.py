@@ -132,7 +132,6 @@ def test_claims_are_read_from_their_file(tmp_path):
     assert checks.load_claims(bad) == {"width": [("x", "r", "gap", ">=", 0.1, "mean")]}
 
 
-
 def test_write_tables_keeps_the_rows_of_runs_it_was_not_given(tmp_path, monkeypatch):
     tiny = study.Rung("tiny", "ladder", "growing", TINY, seeds=(0,))
     other = study.Rung("other", "ladder", "growing", TINY, seeds=(1,))
@@ -145,5 +144,8 @@ def test_write_tables_keeps_the_rows_of_runs_it_was_not_given(tmp_path, monkeypa
     assert list(after.rung) == ["other", "tiny"] and list(after.run) == list(before.run)
     assert len(after_curves) == len(before_curves)
     (tmp_path / "t" / study.RUNS_TABLE).write_text('rung,seed\n"broken')
+    with pytest.raises(ValueError, match="unreadable"):
+        study.write_tables({"tiny": hs["tiny"]}, tmp_path / "t")
+    (tmp_path / "t" / study.RUNS_TABLE).write_text("seed\n0\n")   # no rung column
     with pytest.raises(ValueError, match="unreadable"):
         study.write_tables({"tiny": hs["tiny"]}, tmp_path / "t")

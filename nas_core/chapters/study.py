@@ -228,32 +228,37 @@ def _kept(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """``new`` with the rows of ``old`` whose (rung, seed) it lacks: a run
     tabulated before (on another machine, whose run cache is gone) stays in the
     table until a run of the same rung and seed replaces it."""
-    if old.empty:
-        return new
     fresh = set(zip(new["rung"], new["seed"])) if not new.empty else set()
     old = old[[(r, s) not in fresh for r, s in zip(old["rung"], old["seed"])]]
-    return pd.concat([old, new], ignore_index=True) if not new.empty else old.reset_index(drop=True)
+    parts = [f for f in (old, new) if not f.empty]   # pandas warns on concatenating an empty frame
+    return pd.concat(parts, ignore_index=True) if parts else new
+
+
+def _in_rung_order(frame: pd.DataFrame, *keys: str) -> pd.DataFrame:
+    """``frame``'s rows in the order of RUNGS, then by seed and ``keys``."""
+    if frame.empty:
+        return frame
+    order = {r.name: i for i, r in enumerate(RUNGS)}
+    return frame.sort_values(["rung", "seed", *keys], key=lambda c: c.map(order) if c.name == "rung" else c,
+                             kind="stable", ignore_index=True)
 
 
 def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
     """Write the tables of ``histories`` to ``out``, keeping the rows already
-    there of every (rung, seed) that ``histories`` does not hold."""
+    there of every (rung, seed) that ``histories`` does not hold (rungs no
+    longer in RUNGS are dropped)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, curves = tables(histories)
     if all((out / n).is_file() for n in (RUNS_TABLE, CURVES_TABLE)):
-        try:
-            old_runs, old_curves = load_tables(out)
-        except (ValueError, KeyError) as err:   # pandas' parser errors are ValueErrors
-            raise ValueError(f"{out}: the study tables there are unreadable ({err}); restore them "
-                             f"(git checkout {out}) or move them away to write new ones") from None
         known = {r.name for r in RUNGS}
-        runs = _kept(old_runs[old_runs["rung"].isin(known)], runs)
-        curves = _kept(old_curves[old_curves["rung"].isin(known)], curves)
-    order = {r.name: i for i, r in enumerate(RUNGS)}   # rows in the order of RUNGS, then seed (and epoch)
-    runs, curves = (f.sort_values(["rung", "seed", *keys], key=lambda c: c.map(order) if c.name == "rung" else c,
-                                  kind="stable", ignore_index=True) if not f.empty else f
-                    for f, keys in ((runs, []), (curves, ["epoch"])))
+        try:
+            old_runs, old_curves = (t[t["rung"].isin(known)] for t in load_tables(out))
+        except (ValueError, KeyError) as err:   # pandas' parser errors are ValueErrors; KeyError: no rung column
+            raise ValueError(f"{out}: the study tables there are unreadable ({err!r}); restore them "
+                             f"(git checkout {out}) or move them away to write new ones") from None
+        runs, curves = _kept(old_runs, runs), _kept(old_curves, curves)
+    runs, curves = _in_rung_order(runs), _in_rung_order(curves, "epoch")
     paths = []
     for frame, name in ((runs, RUNS_TABLE), (curves, CURVES_TABLE)):
         tmp = out / (name + ".tmp")
