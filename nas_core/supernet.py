@@ -7,51 +7,29 @@ lists the ops that run on edge e; an op not listed is not computed at all (its
 Z entry must be 0), which is how DSNAS runs only the sampled op and how a
 deleted edge never computes.
 
-Two implementations of the same maths. The *plain* path is the textbook one:
-each op is its module and ``sum_k Z_k * op_k(x)``. The *fast* path (the default)
-runs in channels-last memory and computes a cell's edges in waves, each wave's
-ops fused into a few large kernels, and the preprocessing ops of the cells that
-read the same tensor as one (nas_core.waves). Parameters and state_dict
-keys are the same in both paths. ``fast_path(False)`` (a context manager),
-``Network(..., fast=False)`` or ``NAS_CORE_FAST=0`` selects the plain path;
-tests/test_fastpath.py checks that both give the same losses, weight gradients
-and costs.
+This is the textbook supernet, each op its module and ``sum_k Z_k * op_k(x)``.
+The CPU fast path (:mod:`nas_core.fast`) computes the same sums with the same
+parameters and state_dict keys; :func:`nas_core.fast.network` chooses between them.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .fused import cat_channels, global_mean
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
 from .space import Topology
-from .stem import stem_conv
-from .waves import Waves, shared_preprocessing
-
-_FAST = os.environ.get("NAS_CORE_FAST", "1").strip().lower() not in ("0", "false", "no", "off", "")
 
 
-def fast_enabled() -> bool:
-    """Whether networks built with ``fast=None`` (the default) take the fast path."""
-    return _FAST
-
-
-@contextlib.contextmanager
-def fast_path(enabled: bool = True):
-    """Within the block, networks built with ``fast=None`` take the fast path if
-    ``enabled``, else the plain one (the module default comes from the environment
-    variable ``NAS_CORE_FAST``, on unless it is 0)."""
-    global _FAST
-    old, _FAST = _FAST, bool(enabled)
-    try:
-        yield
-    finally:
-        _FAST = old
+def retain_nodes(states, nodes):
+    """Append a cell's intermediate nodes (``states[2:]``) to the list ``nodes``, their
+    gradients retained (for the node identities of the unified view); None: nothing."""
+    if nodes is not None:
+        for node in states[2:]:
+            if node.requires_grad:
+                node.retain_grad()
+        nodes.append(states[2:])
 
 
 class MixedEdge(nn.Module):
@@ -80,37 +58,25 @@ class Cell(nn.Module):
         self.edges = nn.ModuleList(
             MixedEdge(c, 2 if reduction and i < 2 else 1) for i, _ in topology.edges
         )
-        self.waves = Waves(self)  # the fast path's forward (holds only references to these modules)
 
-    def forward(self, s0, s1, z, active, base=None, nodes=None, pre=(None, None)):
-        """``z``: this cell's Z (edges x ops); on the fast path (``base`` given) the
-        flat padded Z of its type, this cell's rows starting at ``base``. A list
-        ``nodes`` gets this cell's intermediate nodes, their gradients retained
-        (for the node identities of the unified view). ``pre``: the outputs of
-        pre0 and pre1 where already computed (None: computed here)."""
-        states = [self.pre0(s0) if pre[0] is None else pre[0], self.pre1(s1) if pre[1] is None else pre[1]]
-        if base is not None:
-            self.waves.forward(states, z, base, active)
-        else:
-            n, _, h, w = states[1].shape
-            if self.reduction:
-                h, w = math.ceil(h / 2), math.ceil(w / 2)
-            for j in range(2, 2 + self.topology.steps):
-                node = None
-                for e, (i, t) in enumerate(self.topology.edges):
-                    if t == j and active[e]:
-                        y = self.edges[e](states[i], z[e], active[e])
-                        node = y if node is None else node + y
-                if node is None:  # every incoming edge is `none`: the node is zero
-                    node = states[1].new_zeros(n, self.channels, h, w)
-                states.append(node)
-        if nodes is not None:
-            for node in states[2:]:
-                if node.requires_grad:
-                    node.retain_grad()
-            nodes.append(states[2:])
-        out = [states[j] for j in self.topology.output_nodes]
-        return torch.cat(out, dim=1) if base is None else cat_channels(out)
+    def forward(self, s0, s1, z, active, nodes=None):
+        """``z``: this cell's Z (edges x ops). A list ``nodes`` gets this cell's
+        intermediate nodes, their gradients retained."""
+        states = [self.pre0(s0), self.pre1(s1)]
+        n, _, h, w = states[1].shape
+        if self.reduction:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        for j in range(2, 2 + self.topology.steps):
+            node = None
+            for e, (i, t) in enumerate(self.topology.edges):
+                if t == j and active[e]:
+                    y = self.edges[e](states[i], z[e], active[e])
+                    node = y if node is None else node + y
+            if node is None:  # every incoming edge is `none`: the node is zero
+                node = states[1].new_zeros(n, self.channels, h, w)
+            states.append(node)
+        retain_nodes(states, nodes)
+        return torch.cat([states[j] for j in self.topology.output_nodes], dim=1)
 
 
 class Network(nn.Module):
@@ -120,11 +86,9 @@ class Network(nn.Module):
     initial weights are multiplied by ``logit_scale``."""
 
     def __init__(self, topology: Topology, n_cells: int, channels: int, in_channels: int, n_classes: int,
-                 network: str = "all_normal", stem_multiplier: int = 3, logit_scale: float = 1.0,
-                 fast: bool | None = None):
+                 network: str = "all_normal", stem_multiplier: int = 3, logit_scale: float = 1.0):
         super().__init__()
         self.topology = topology
-        self.fast = fast  # None: follow fast_path() / NAS_CORE_FAST at each forward
         c_stem = channels * stem_multiplier
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
         reductions = {n_cells // 3, 2 * n_cells // 3} if network == "standard" else set()
@@ -153,40 +117,13 @@ class Network(nn.Module):
         return self.cell_types.count(cell_type)
 
     def features(self, x, z, active, nodes=None):
-        fast = _FAST if self.fast is None else self.fast
-        if fast:
-            if x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            # per type, Z as one flat vector with a constant 1 after each (cell, edge) row
-            zf = {t: F.pad(z[t], (0, 1), value=1.0).reshape(-1) for t in self.types}
-            per_cell = self.topology.n_edges * (len(OPS) + 1)
-        if fast and x.dim() == 4 and not (self.stem._forward_hooks or self.stem._forward_pre_hooks):
-            s0 = s1 = self.stem[1](stem_conv(self.stem[0], x))  # channels-last before its BN
-        else:
-            s0 = s1 = self.stem(x)
+        """The last cell's output, pooled over height and width."""
+        s0 = s1 = self.stem(x)
         seen = {t: 0 for t in self.types}
-        pre = {}  # (cell, 0 | 1) -> its preprocessed input, computed with the other readers of that input
-        if fast:
-            self._share(s1, [(0, 0), (0, 1), (1, 0)], pre)
-        for k, (cell, t) in enumerate(zip(self.cells, self.cell_types)):
-            if fast:
-                out = cell(s0, s1, zf[t], active[t], base=seen[t] * per_cell, nodes=nodes,
-                           pre=(pre.pop((k, 0), None), pre.pop((k, 1), None)))
-                s0, s1 = s1, out
-                self._share(out, [(k + 1, 1), (k + 2, 0)], pre)
-            else:
-                s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t], nodes=nodes)
+        for cell, t in zip(self.cells, self.cell_types):
+            s0, s1 = s1, cell(s0, s1, z[t][seen[t]], active[t], nodes=nodes)
             seen[t] += 1
-        return global_mean(s1) if fast else s1.mean(dim=(2, 3))
-
-    def _share(self, x, readers, pre):
-        """The preprocessing of every cell among ``readers`` ((cell, 0 | 1): its pre0
-        or pre1) that reads x, run at once where it can be (nas_core.waves)."""
-        readers = [(k, i) for k, i in readers if k < len(self.cells)]
-        modules = [self.cells[k].pre0 if i == 0 else self.cells[k].pre1 for k, i in readers]
-        for r, y in zip(readers, shared_preprocessing(x, modules, self.training)):
-            if y is not None:
-                pre[r] = y
+        return s1.mean(dim=(2, 3))
 
     def forward(self, x, z, active, nodes=None):
         """Logits; a list ``nodes`` gets each cell's intermediate nodes (see :class:`Cell`)."""

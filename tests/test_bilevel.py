@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from nas_core import SearchConfig
 from nas_core.search import Search, kept_buffers
-from nas_core.supernet import fast_path
+from nas_core.fast import fast_path
 
 
 def _search():
@@ -44,12 +44,13 @@ def test_unrolled_cost_is_the_exact_second_order_gradient(fd_step, tolerance):
     """To the finite difference's accuracy: DARTS' step of 0.01 in weight space is
     within a few per cent here (its difference crosses ReLU and max-pool kinks), a
     step small enough to cross none agrees to 1e-6."""
-    s = _search()
+    with fast_path(False):  # the plain network has a double backward (fast == plain: test_fast_network)
+        s = _search()
     s.FD_STEP = fd_step
     sp = s.splits
     xt, yt, xv, yv = sp.train_x[:16], sp.train_y[:16], sp.heldout_x[:16], sp.heldout_y[:16]
     samples = s.draw(torch.Generator().manual_seed(0))
-    with fast_path(False), kept_buffers(s.net):  # the plain path has a double backward (fast == plain: test_fastpath)
+    with kept_buffers(s.net):
         before = [p.detach().clone() for p in s.params]
         cost, _, _ = s.unrolled_cost(xv, yv, xt, yt, samples)
         assert all(torch.equal(p, b) for p, b in zip(s.params, before)), "the weights must be restored"

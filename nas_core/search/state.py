@@ -9,10 +9,10 @@ import torch
 
 from .. import data as datasets
 from ..config import SearchConfig
-from ..memory import keep_freed_memory
+from ..fast import network
+from ..fast.memory import keep_freed_memory
 from ..ops import OPS
 from ..relax import relaxation
-from ..supernet import Network
 
 
 @contextlib.contextmanager
@@ -51,12 +51,12 @@ class SearchState:
         self.topology = config.topology
         self.device = config.resolved_device()
         if self.device.type == "cpu":
-            keep_freed_memory()  # see nas_core.memory: at 32x32, page faults took a quarter of a step
+            keep_freed_memory()  # see nas_core.fast.memory: at 32x32, page faults took a quarter of a step
         splits = splits if splits is not None else datasets.load(config)
         self.splits = splits.to(self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.net = Network(self.topology, config.cells, config.channels, splits.in_channels,
+            self.net = network(self.topology, config.cells, config.channels, splits.in_channels,
                                splits.n_classes, config.network, config.stem_multiplier, config.logit_scale)
             g = torch.Generator().manual_seed(config.seed)
             shape = (self.topology.n_edges, len(OPS))

@@ -1,30 +1,23 @@
-"""The fast path's compiled CPU kernels: nas_core/native.c (its header says why
-they exist), built with the machine's C compiler the first time they are
-needed, kept in a cache directory, and called through ctypes.
+"""The fast path's compiled CPU kernels (nas_core/fast/native.c, whose header
+says why they exist), built by :mod:`nas_core.fast.build` the first time a fast
+forward on a CPU asks for them, and called through ctypes.
 
 Nothing here is required: without a compiler, when the build fails (a warning
 says so once), or with ``NAS_CORE_NATIVE=0`` (or inside ``native_kernels(False)``),
 the fast path runs PyTorch's own kernels, which compute the same sums.
-tests/test_native.py checks every kernel against PyTorch's convolution.
+tests/test_fast_native.py checks every kernel against PyTorch's.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import subprocess
-import tempfile
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("native.c")
-ENV = "NAS_CORE_NATIVE"
-CACHE_ENV = "NAS_CORE_NATIVE_DIR"
-FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler knows no -march=native
+from . import flags
+from .build import NativeBuildError, build
+
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _INDEX = {torch.float32: torch.int32, torch.float64: torch.int64}  # a max pool's taps, as wide as its values
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
@@ -36,13 +29,9 @@ _KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I
             "bn_parts_backward": [_P, _P, _I, _I] + [_P] * 7 + [_I],
             "max_pool": [_P] * 3 + [_I] * 7, "max_pool_backward": [_P] * 3 + [_I] * 7, "avg_pool": [_P] * 2 + [_I] * 8}
 
-_enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
-_lib = None
+_enabled = flags.on(flags.NATIVE)
+_lib = None  # the loaded library: None until the first fast forward on a CPU asks for it
 _failure: str | None = None
-
-
-class NativeBuildError(RuntimeError):
-    """The C kernels could not be compiled."""
 
 
 @contextmanager
@@ -57,53 +46,6 @@ def native_kernels(enabled: bool = True):
         _enabled = old
 
 
-def cache_dir() -> Path:
-    """Where built libraries are kept: $NAS_CORE_NATIVE_DIR, else the user's cache."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nas_core" / "native"
-
-
-def _cpu() -> str:
-    """The CPU's description and instruction sets (-march=native builds for them)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(sorted({ln for ln in lines if ln.startswith(("flags", "model name", "Features"))}))
-    except OSError:
-        return platform.processor()
-
-
-def build(source: Path = SOURCE, directory: Path | None = None, compiler: str | None = None) -> Path:
-    """The shared library built from ``source`` (compiled only if the cache lacks it;
-    written under a temporary name and renamed, so concurrent builds are safe).
-    Raises NativeBuildError with the compiler's message."""
-    compiler = compiler or os.environ.get("CC", "cc")
-    directory = Path(directory or cache_dir())
-    code = source.read_bytes()
-    errors = []
-    for flags in FLAGS:
-        key = hashlib.sha256(b"\0".join([code, " ".join([compiler, *flags]).encode(), _cpu().encode(),
-                                         platform.machine().encode()])).hexdigest()[:20]
-        lib = directory / f"native-{key}.so"
-        if lib.exists():
-            return lib
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
-        os.close(fd)
-        cmd = [compiler, *flags, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(source), "-lm"]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            os.unlink(tmp)
-            raise NativeBuildError(f"{compiler} could not run: {err}") from None
-        if proc.returncode == 0:
-            os.replace(tmp, lib)
-            return lib
-        os.unlink(tmp)
-        errors.append(f"{' '.join(cmd)}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
-    raise NativeBuildError("; ".join(errors))
-
-
 def _load():
     """The loaded library with its functions' signatures, or None (warned once)."""
     global _lib, _failure
@@ -115,7 +57,7 @@ def _load():
         _failure = str(err)
         warnings.warn(f"nas_core could not build its C kernels ({_failure}); the fast path uses PyTorch's "
                       f"kernels instead (the same sums, slower on small inputs). Install a C compiler "
-                      f"(e.g. apt-get install gcc), or set {ENV}=0 to skip them.", RuntimeWarning, stacklevel=3)
+                      f"(e.g. apt-get install gcc), or set {flags.NATIVE}=0 to skip them.", RuntimeWarning, stacklevel=3)
         return None
     for name, argtypes in _KERNELS.items():
         for suffix in _SUFFIX.values():
@@ -137,7 +79,7 @@ def _call(name, dtype, tensors, *sizes):
     if lib is None:
         raise NativeBuildError(f"nas_core's C kernels are not available: {_failure}")
     if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*_data(*tensors), *sizes) != 0:
-        raise MemoryError(f"nas_core.native.{name}: out of memory")
+        raise MemoryError(f"nas_core.fast.native.{name}: out of memory")
 
 
 def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:

@@ -1,5 +1,5 @@
-"""The 3x3 pools of the fast supernet path (nas_core.waves): on a CPU, channels-last
-inputs of up to NATIVE_MAX_ELEMENTS elements run nas_core.native's kernels (PyTorch's
+"""The 3x3 pools of the fast path (nas_core.fast.waves): on a CPU, channels-last
+inputs of up to NATIVE_MAX_ELEMENTS elements run nas_core.fast.native's kernels (PyTorch's
 channels-last pools took 60-80 us for a 32 x 8 x 8 x 8 input, about ten times their
 arithmetic), others ``F.max_pool2d`` and ``F.avg_pool2d``. The same values, and the
 max pool's gradient goes to the same input pixel (the first maximum of the window)."""

@@ -1,5 +1,5 @@
 /* Small convolutions of the fast supernet path on channels-last (N, H, W, C)
-   tensors, for the CPU (nas_core.native builds and loads this file): depthwise
+   tensors, for the CPU (nas_core.fast.build builds this file): depthwise
    convolutions, grouped 1x1 (pointwise) ones, 3x3 pools, and batch
    normalisation with batch statistics.
 

@@ -1,4 +1,4 @@
-"""The fast path's cell (nas_core.supernet): its edges computed in waves.
+"""A cell's forward on the fast path: its edges computed in waves.
 
 An edge can run once its input node is complete, so a cell's edges fall into
 waves: the edges that read the cell's two inputs, then those that read node 2
@@ -10,12 +10,12 @@ makes the step fast:
 - one ReLU per input node, shared by every conv op of the wave that reads it;
   each pool computed once per input node;
 - the depthwise convs of one kind (op) as one conv over their concatenated inputs
-  and kernels (nas_core.depthwise: dilated ones on polyphase components);
-- every pointwise conv of a stage as one grouped conv (nas_core.pointwise);
-- the pools by nas_core.pooling's kernels;
+  and kernels (nas_core.fast.depthwise_conv: dilated ones on polyphase components);
+- every pointwise conv of a stage as one grouped conv (nas_core.fast.pointwise_conv);
+- the pools by nas_core.fast.pooling's kernels;
 - every BatchNorm of a stage as one BN over the concatenated channels (BN with
   batch statistics and ``affine=False`` is per channel, so this is exact, running
-  statistics included; nas_core.batchnorm), whose output goes straight into the
+  statistics included; nas_core.fast.batch_norm), whose output goes straight into the
   nodes its ops are summed into (``batch_norm_parts``: no per-op output, no adds,
   no split of its gradient).
 
@@ -27,21 +27,19 @@ Z enters as the weight of an op's final BN (``Z_k * BN(y)`` is ``BN(y)`` with
 weight Z_k), read by ``index_select`` from one flat copy of Z per cell type
 with a constant 1 after each (cell, edge) row (the weight of the sep convs'
 first units), so dL/dZ arrives through the same autograd graph. Every gradient
-stays channels-last (nas_core.fused). An edge one of whose ops has a forward
-hook runs the plain way (a hook sees each op's call, which the fused sum never
-makes). tests/test_fastpath.py checks the result against the plain path.
+stays channels-last (nas_core.fast.channels_last). tests/test_fast_network.py checks
+the result against the plain path.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .batchnorm import batch_norm, batch_norm_parts
-from .depthwise import depthwise
-from .fused import cat_channels, split_channels
-from .ops import NONE, OPS, ReLUConvBN
-from .pointwise import pointwise
+from ..ops import NONE, OPS, ReLUConvBN
+from .batch_norm import batch_norm, batch_norm_parts
+from .channels_last import cat_channels, split_channels
+from .depthwise_conv import depthwise
+from .pointwise_conv import pointwise
 from .pooling import avg_pool, max_pool
 
 MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = (OPS.index(n) for n in (
@@ -53,21 +51,12 @@ INDEX_CACHE = 8192
 _INDEX: dict = {}  # (positions, channels, device) -> index tensor (Waves.index)
 
 
-def _global_hooks() -> bool:
-    m = nn.modules.module
-    return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
-
-
-def _has_hooks(modules) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
 def _separable(groups):
     """Depthwise then pointwise convs. ``groups``: (input, (depthwise, pointwise, BN)
     units of one op) pairs, the input the channel concatenation of the units' inputs. Each group's
     depthwise convs run as one conv, then every pointwise conv as one grouped conv.
     Each depthwise output is made channels-last (a polyphase one at 2x2 is not), else
-    the cat and every BN behind it would run in NCHW order (see nas_core.fused)."""
+    the cat and every BN behind it would run in NCHW order (see nas_core.fast.channels_last)."""
     outs = []
     for x, units in groups:
         dw = units[0][0]
@@ -91,13 +80,11 @@ def _by_op(units):
 def shared_preprocessing(x, modules, training):
     """The cells' preprocessing ops ``modules`` that read the same tensor x (a cell's
     output is read by the next two cells; the stem's by the first two), those that
-    are ReLU-1x1 conv-BN without hooks run as one ReLU, one conv and one BN (the
-    fast path's kernels, also for a tensor with one such reader: the last cell's
-    pre0). Returns one output per module, None for those left to their cell."""
+    are ReLU-1x1 conv-BN run as one ReLU, one conv and one BN (the fast path's
+    kernels, also for a tensor with one such reader: the last cell's pre0). Returns
+    one output per module, None for those left to their cell."""
     out = [None] * len(modules)
-    if _global_hooks():
-        return out
-    fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN) and not _has_hooks((m, *m))]
+    fused = [i for i, m in enumerate(modules) if isinstance(m, ReLUConvBN)]
     if not fused:
         return out
     ms = [modules[i] for i in fused]
@@ -111,7 +98,9 @@ def shared_preprocessing(x, modules, training):
 
 class Waves:
     """The fast forward pass of one :class:`nas_core.supernet.Cell` (see the module
-    docstring); ``cell.edges[e].ops`` hold the parameters, as on the plain path."""
+    docstring); ``cell.edges[e].ops`` hold the parameters, as on the plain path.
+    It keeps references to the cell's modules: a cell whose modules are replaced
+    needs a new one."""
 
     def __init__(self, cell):
         self.cell = cell
@@ -119,7 +108,6 @@ class Waves:
         # cost a few percent of a small DSNAS step): a pool's BN, the reduction's skip, or the
         # (depthwise, pointwise, BN) stages of a conv op
         self.parts = [[self._parts(k, op) for k, op in enumerate(edge.ops)] for edge in cell.edges]
-        self.ops = [list(edge.ops) for edge in cell.edges]
         self.edges = list(cell.topology.edges)
         self.strides = [edge.stride for edge in cell.edges]
 
@@ -158,14 +146,6 @@ class Waves:
 
         def run(sources):
             wave = [e for e, (i, _) in enumerate(edges) if i in sources and active[e]]
-            if _global_hooks():
-                plain, wave = wave, []
-            else:
-                plain = [e for e in wave if _has_hooks(self.ops[e][k] for k in active[e])]
-                wave = [e for e in wave if e not in plain]
-            for e in plain:  # hooks expect each op's own call, input and output
-                b = base + e * ROW
-                self._add(acc, edges[e][1], cell.edges[e](states[edges[e][0]], zf[b:b + len(OPS)], active[e]))
             for stride in sorted({strides[e] for e in wave}):
                 self._wave(acc, states, [e for e in wave if strides[e] == stride], zf, base, active, stride)
 

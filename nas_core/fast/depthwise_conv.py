@@ -1,13 +1,13 @@
-"""Depthwise convolutions of the fast supernet path (nas_core.supernet): the
+"""Depthwise convolutions of the fast path (nas_core.fast.waves): the
 same sums as ``F.conv2d(x, w, groups=C)``, arranged to avoid the CPU's slow kernels.
 
 On a CPU, inputs of up to a size that depends on the kernel (``_native_limit``) run the
-compiled kernels of nas_core.native (at the CPU presets a library call costs several times the
+compiled kernels of nas_core.fast.native (at the CPU presets a library call costs several times the
 conv's arithmetic). Otherwise, dilated convs with 'same' padding run as dense convs on the polyphase components
 of their input; a kernel larger than its input drops the taps that only read
 padding; a stride-1 conv on a large input can compute its input gradient as a
 forward conv (``_DepthwiseConv``, above ``DEPTHWISE_SPLIT_BACKWARD_MIN`` elements).
-tests/test_fastpath.py checks each against the plain path.
+tests/test_fast_network.py checks each against the plain path.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from . import native
 
-# inputs up to this size run nas_core.native's kernels on a CPU. Measured forward and both gradients
+# inputs up to this size run nas_core.fast.native's kernels on a CPU. Measured forward and both gradients
 # against PyTorch's (oneDNN's) at 8x8 to 32x32, 16 to 128 channels: a 3x3 kernel the same up to 1M
 # elements, 1.4-1.7x slower at 3-4M; a 5x5 or dilated one 1.3-3x faster up to 1M and still faster at 4M
 NATIVE_MAX_ELEMENTS = 1 << 20
@@ -31,7 +31,7 @@ def _native_limit(stride: int, dilation: int, taps: int) -> int:
 
 
 class _NativeDepthwise(torch.autograd.Function):
-    """A depthwise conv of a channels-last CPU tensor by nas_core.native's kernels."""
+    """A depthwise conv of a channels-last CPU tensor by nas_core.fast.native's kernels."""
 
     @staticmethod
     def forward(ctx, x, w, stride, padding, dilation):
@@ -61,7 +61,7 @@ def _live_taps(w, padding, dilation, size):
 
 
 def _native(x, conv, w):
-    """``conv`` with weight w by nas_core.native, or None where it does not apply."""
+    """``conv`` with weight w by nas_core.fast.native, or None where it does not apply."""
     (sh, sw), (dh, dw) = conv.stride, conv.dilation
     if sh != sw or dh != dw or x.numel() > _native_limit(sh, dh, w.shape[-2] * w.shape[-1]) or not native.usable(x):
         return None
@@ -116,7 +116,7 @@ def _depthwise_weight_grad(g, x, w, padding, groups):
     return gw[:, :, :5, :5]
 
 
-# inputs with fewer elements use the fused backward. Since every gradient is channels-last (nas_core.fused),
+# inputs with fewer elements use the fused backward. Since every gradient is channels-last (fast.channels_last),
 # the fused one is faster at every benchmarked size (10% of a DARTS step at 8x8, 23% at 32x32, batch 64, C=16):
 # the split one is kept for larger inputs, where it has not been measured against it
 DEPTHWISE_SPLIT_BACKWARD_MIN = 1 << 24

@@ -1,10 +1,14 @@
-"""The fast supernet path against the plain one (nas_core.supernet.fast_path):
-same losses, weight gradients and recorded costs, in float64, for every
-algorithm, cell and network; each test twice, with nas_core.native's compiled
-kernels and with PyTorch's."""
+"""nas_core.fast.network: the fast path against the plain supernet
+(nas_core.supernet): same losses, weight gradients and recorded costs, in
+float64, for every algorithm, cell and network; each test twice, with
+nas_core.fast.native's compiled kernels and with PyTorch's. Where the path is
+chosen (nas_core.fast.network), and what a hook does."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,10 +16,11 @@ import torch
 
 from nas_core import data as datasets
 from nas_core.config import SearchConfig
+from nas_core.fast import FastNetwork, depthwise_conv, fast_path, network
+from nas_core.fast.native import native_kernels
 from nas_core.search import Search
-from nas_core import depthwise
-from nas_core.native import native_kernels
-from nas_core.supernet import fast_path
+from nas_core.space import Topology
+from nas_core.supernet import Network
 
 RTOL = 1e-10
 ALGORITHMS = [("darts", "single", 1), ("darts", "bi", 1), ("darts", "bi", 2), ("snas", "single", 1),
@@ -42,7 +47,7 @@ def _close(a, b, what, floor=1e-300):
     assert err <= RTOL, f"{what}: relative difference {err:.2e}"
 
 
-def _run(search, batches, fast):
+def _run(search, batches):
     """A few steps as run_epoch takes them; per step the loss, the weights' gradients
     (before the weight update) and the recorded costs."""
     out = []
@@ -54,14 +59,13 @@ def _run(search, batches, fast):
 
     handle = search.w_opt.register_step_pre_hook(lambda opt, args, kwargs: keep(opt))
     try:
-        with fast_path(fast):
-            for x, y, xv, yv in batches:
-                stats = search._new_stats(("train", "heldout"))
-                if search.config.level == "bi":
-                    search.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
-                loss = search.train_step(x, y, g, stats, None, update_alpha=search.config.level == "single")
-                out.append((loss, grads["w"], {k: v.total.copy() for k, v in stats.items()},
-                            {k: v.count.copy() for k, v in stats.items()}))
+        for x, y, xv, yv in batches:
+            stats = search._new_stats(("train", "heldout"))
+            if search.config.level == "bi":
+                search.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
+            loss = search.train_step(x, y, g, stats, None, update_alpha=search.config.level == "single")
+            out.append((loss, grads["w"], {k: v.total.copy() for k, v in stats.items()},
+                        {k: v.count.copy() for k, v in stats.items()}))
     finally:
         handle.remove()
     alpha = {t: a.detach().clone() for t, a in search.alpha.items()}
@@ -74,18 +78,22 @@ def _run(search, batches, fast):
 def test_fast_equals_plain(algorithm, level, order, cell, network, monkeypatch):
     torch.set_num_threads(1)
     # the split depthwise backward on every size (by default only on large inputs)
-    monkeypatch.setattr(depthwise, "DEPTHWISE_SPLIT_BACKWARD_MIN", 0 if cell == "full" else 10**12)
+    monkeypatch.setattr(depthwise_conv, "DEPTHWISE_SPLIT_BACKWARD_MIN", 0 if cell == "full" else 10**12)
     cfg = _config(algorithm, level, order, cell, network)
     splits = datasets.load(cfg)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        s = _double_search(cfg, splits)
-        s2 = _with_foreach_optimisers(copy.deepcopy(s))
+        with fast_path(False):
+            s = _double_search(cfg, splits)
+        s2 = _double_search(cfg, splits)
+        assert type(s.net) is Network and type(s2.net) is FastNetwork
+        s2.net.load_state_dict(s.net.state_dict())  # the same keys (and, seeded alike, the same weights)
         _with_foreach_optimisers(s)
+        _with_foreach_optimisers(s2)
         batches = _batches(s, 2)
-        plain, alpha_p, state_p = _run(s, batches, False)
-        fast, alpha_f, state_f = _run(s2, batches, True)
+        plain, alpha_p, state_p = _run(s, batches)
+        fast, alpha_f, state_f = _run(s2, batches)
     finally:
         torch.set_default_dtype(old)
     for step, ((lp, gp, cp, np_), (lf, gf, cf, nf)) in enumerate(zip(plain, fast)):
@@ -107,10 +115,6 @@ def test_fast_equals_plain(algorithm, level, order, cell, network, monkeypatch):
 
 def test_fast_path_accumulates_running_statistics_like_bn_with_momentum_none():
     """BN with momentum=None keeps a cumulative average; the fast path's batched BN must too."""
-    from nas_core.config import SearchConfig
-    from nas_core.search import Search
-    from nas_core.supernet import fast_path
-
     nets = {}
     for fast in (False, True):
         with fast_path(fast):
@@ -162,8 +166,8 @@ def test_fused_optimisers_equal_foreach(algorithm, level, order):
         assert s.w_opt.defaults["fused"] and s.a_opt.defaults["fused"]
         s2 = _with_foreach_optimisers(copy.deepcopy(s))
         batches = _batches(s, 3)
-        fused, alpha_f, state_f = _run(s, batches, True)
-        each, alpha_e, state_e = _run(s2, batches, True)
+        fused, alpha_f, state_f = _run(s, batches)
+        each, alpha_e, state_e = _run(s2, batches)
     finally:
         torch.set_default_dtype(old)
     for (lf, *_), (le, *_) in zip(fused, each):
@@ -177,8 +181,17 @@ def test_fused_optimisers_equal_foreach(algorithm, level, order):
 def test_cost_only_pass_equals_backward_and_computes_no_weight_gradient(kernels, monkeypatch):
     """The held-out pass (forward_backward to Z alone, the weights frozen) gives the
     costs of the full backward, leaves no weight gradient, runs no weight-gradient
-    kernel, and restores every weight's requires_grad, a frozen one's included."""
-    from nas_core import native
+    kernel (nas_core.fast.native's or PyTorch's, which the full backward runs), and
+    restores every weight's requires_grad, a frozen one's included."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nas_core.fast import native
+
+    class WeightGradients(TorchDispatchMode):  # PyTorch's convolution backward asked for a weight gradient
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default and args[-1][1]:
+                calls.append("convolution_backward")
+            return func(*args, **(kwargs or {}))
 
     torch.set_num_threads(1)
     cfg = _config("darts", "bi", 1, "minimal", "standard")
@@ -190,7 +203,7 @@ def test_cost_only_pass_equals_backward_and_computes_no_weight_gradient(kernels,
         wanted = [p.requires_grad for p in s.params]
         x, y = s.splits.train_x[:8].double(), s.splits.train_y[:8]
         samples = s.draw(torch.Generator().manual_seed(0))
-        costs, calls = [], []
+        costs, calls, ran = [], [], {}
         for name in ("depthwise_weight_grad", "pointwise_weight_grad"):
             kernel = getattr(native, name)
             monkeypatch.setattr(native, name, lambda *a, _k=kernel, _n=name, **kw: calls.append(_n) or _k(*a, **kw))
@@ -198,10 +211,14 @@ def test_cost_only_pass_equals_backward_and_computes_no_weight_gradient(kernels,
             with torch.no_grad():
                 state = copy.deepcopy(s.net.state_dict())
             calls.clear()
-            _, _, z = s.forward_backward(x, y, samples, weight_grads=weight_grads)
+            with WeightGradients():
+                _, _, z = s.forward_backward(x, y, samples, weight_grads=weight_grads)
+            ran[weight_grads] = set(calls)
             costs.append({t: z[t].grad.clone() for t in z})
             s.net.load_state_dict(state)
-        assert not calls, f"weight-gradient kernels ran in the cost-only pass: {sorted(set(calls))}"
+        want = {"depthwise_weight_grad", "pointwise_weight_grad"} if kernels else {"convolution_backward"}
+        assert want <= ran[True], f"the full backward's weight-gradient kernels were not seen: {ran[True]}"
+        assert not ran[False], f"weight-gradient kernels ran in the cost-only pass: {sorted(ran[False])}"
         assert all(p.grad is None for p in s.params), "the cost-only pass left weight gradients"
         assert [p.requires_grad for p in s.params] == wanted, "requires_grad was not restored"
     finally:
@@ -210,30 +227,12 @@ def test_cost_only_pass_equals_backward_and_computes_no_weight_gradient(kernels,
         _close(costs[0][t], costs[1][t], f"cost {t}")
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 4])
-@pytest.mark.parametrize("k", [3, 5])
-def test_depthwise_kernel_cropped_to_small_inputs_is_exact(size, k):
-    """A kernel larger than its input drops the taps that read only padding: the same
-    output and gradients (float64), the dropped taps' gradient exactly 0."""
-    g = torch.Generator().manual_seed(size * 10 + k)
-    x = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64).contiguous(
-        memory_format=torch.channels_last).requires_grad_()
-    w = torch.randn(6, 1, k, k, generator=g, dtype=torch.float64, requires_grad=True)
-    dy = torch.randn(4, 6, size, size, generator=g, dtype=torch.float64)
-    pad = ((k - 1) // 2,) * 2
-    ref = torch.nn.functional.conv2d(x, w, None, 1, pad, 1, 6)
-    out = depthwise._conv_same(x, w, pad, 6)
-    _close(ref.detach(), out.detach(), "output")
-    for a, b_, what in zip(torch.autograd.grad(ref, (x, w), dy), torch.autograd.grad(out, (x, w), dy), ("x", "w")):
-        _close(a, b_, f"grad {what}")
-
-
 def _convolutions(net, x, z, active, monkeypatch):
     """The convolution kernels one forward pass of ``net`` launches (PyTorch's and
-    nas_core.native's)."""
+    nas_core.fast.native's)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from nas_core import native
+    from nas_core.fast import native
 
     class Count(TorchDispatchMode):
         n = 0
@@ -262,30 +261,76 @@ def test_a_wave_runs_each_conv_op_as_one_depthwise_conv_and_each_stage_as_one_po
     (the four input edges, then the deep edge) each run one depthwise conv per conv op
     and one grouped pointwise conv per stage, 4 + 1 + 2 + 1. The plain path adds the
     stem and the two preprocessing convs; the fast path one for both (they read the same
-    stem output), and its stem is a matrix product (nas_core.stem), no conv."""
-    from nas_core.supernet import Network
-    from nas_core.space import Topology
-
+    stem output), and its stem is a matrix product (nas_core.fast.stem_conv), no conv."""
     topo = Topology.named("minimal")
     x = torch.randn(4, 1, 8, 8)
     z = {"normal": torch.rand(1, topo.n_edges, 8)}
     active = {"normal": [list(range(1, 8))] * topo.n_edges}  # every op but `none`, which never runs
-    counts = {fast: _convolutions(Network(topo, 1, 4, 1, 10, fast=fast), x, z, active, monkeypatch)
+    counts = {fast: _convolutions(network(topo, 1, 4, 1, 10, fast=fast), x, z, active, monkeypatch)
               for fast in (False, True)}
     assert counts == {False: 3 + 12 * topo.n_edges, True: 1 + 2 * (4 + 1 + 2 + 1)}
 
 
-@pytest.mark.parametrize("c_in,c_out,h,w", [(1, 24, 8, 8), (3, 48, 5, 7)])
-def test_the_stem_as_a_product_of_patches_equals_its_conv_in_float64(c_in, c_out, h, w):
-    """nas_core.stem: output (channels-last) and the gradients of the input and the kernel."""
-    from nas_core.stem import stem_conv
+def test_the_path_is_chosen_where_the_network_is_built_and_keeps_parameters_and_keys():
+    """nas_core.fast.network: a FastNetwork unless ``fast=False``, fast_path(False) or
+    NAS_CORE_FAST=0 (read when nas_core.fast is imported) asks for the plain Network;
+    the same parameters and state_dict keys, and the same logits."""
+    topo = Topology.named("minimal")
+    args = (topo, 3, 4, 1, 10, "standard")
+    torch.manual_seed(0)
+    fast = network(*args)
+    with fast_path(False):
+        plain = network(*args)
+    assert type(fast) is FastNetwork and type(plain) is Network and type(network(*args, fast=False)) is Network
+    assert [n for n, _ in fast.named_parameters()] == [n for n, _ in plain.named_parameters()]
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    z = {t: torch.rand(fast.count(t), topo.n_edges, 8) for t in fast.types}
+    active = {t: [list(range(1, 8))] * topo.n_edges for t in fast.types}
+    torch.testing.assert_close(fast(x, z, active), plain(x, z, active), rtol=1e-4, atol=1e-5)
+    probe = ("import nas_core, nas_core.fast as f; "
+             "print(type(f.network(nas_core.Topology.named('minimal'), 1, 4, 1, 10)).__name__)")
+    for flag, name in (("0", "Network"), ("1", "FastNetwork")):
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             env={**os.environ, "NAS_CORE_FAST": flag}).stdout.strip()
+        assert out == name
 
-    g = torch.Generator().manual_seed(c_in)
-    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=False).double()
-    x = torch.randn(3, c_in, h, w, generator=g, dtype=torch.float64, requires_grad=True)
-    want, got = conv(x), stem_conv(conv, x)
-    assert got.is_contiguous(memory_format=torch.channels_last)
-    assert (want - got).abs().max() < 1e-12
-    dy = torch.randn(want.shape, generator=g, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad(want, (x, conv.weight), dy), torch.autograd.grad(got, (x, conv.weight), dy)):
-        assert (a - b).abs().max() < 1e-10 * a.abs().max()
+
+@pytest.mark.parametrize("where", ["op", "inner", "cell", "stem", "global"])
+def test_a_hook_on_a_module_makes_the_forward_plain_and_is_called(where):
+    """A hook must see its module's own call, which the fused kernels never make: while
+    one is set on any module below the network (an op, a conv inside an op, a cell, the
+    stem) or globally, the forward is the plain one, and the hook is called; a hook on
+    the network itself keeps the fast path (its call happens either way)."""
+    topo = Topology.named("minimal")
+    torch.manual_seed(0)
+    net = network(topo, 1, 4, 1, 10)
+    x = torch.randn(4, 1, 8, 8)
+    z = {"normal": torch.rand(1, topo.n_edges, 8)}
+    active = {"normal": [list(range(1, 8))] * topo.n_edges}
+    plain = []
+    features = Network.features
+
+    def recorded(self, *args, **kwargs):
+        plain.append(1)
+        return features(self, *args, **kwargs)
+
+    calls = []
+    module = {"op": net.cells[0].edges[0].ops[4], "inner": net.cells[0].edges[0].ops[4][0][1],
+              "cell": net.cells[0], "stem": net.stem[0], "global": None}[where]
+    hook = (torch.nn.modules.module.register_module_forward_hook if module is None
+            else module.register_forward_hook)(lambda *_: calls.append(1))
+    top = net.register_forward_hook(lambda *_: calls.append(0))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Network, "features", recorded)
+            net(x, z, active)
+            assert plain and 1 in calls, "the hook was not called on the plain forward"
+            hook.remove()
+            plain.clear()
+            net(x, z, active)
+            assert not plain, "a hook on the network itself made the forward plain"
+    finally:
+        hook.remove()
+        top.remove()

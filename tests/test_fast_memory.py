@@ -1,4 +1,4 @@
-"""nas_core.memory: with freed memory kept, a large block freed and allocated
+"""nas_core.fast.memory: with freed memory kept, a large block freed and allocated
 again faults in no new pages; NAS_CORE_KEEP_MEMORY=0 leaves glibc as it was.
 Each case runs in a fresh interpreter (the setting is per process)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 
 PROBE = """
 import json, resource, sys
-from nas_core.memory import keep_freed_memory
+from nas_core.fast.memory import keep_freed_memory
 kept = keep_freed_memory()
 assert keep_freed_memory() == kept  # once per process, the same answer
 def touch():  # 64 MB written page by page: above glibc's largest mmap threshold (32 MB)

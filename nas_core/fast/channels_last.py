@@ -1,4 +1,4 @@
-"""Autograd functions of the fast supernet path (nas_core.supernet) that
+"""Autograd functions of the fast path (nas_core.fast) that
 control the memory layout of gradients.
 
 On the CPU a BatchNorm or concatenation whose input is channels-last but whose

@@ -1,5 +1,5 @@
-"""Grouped 1x1 (pointwise) convolutions of the fast supernet path: on a CPU,
-inputs of up to NATIVE_MAX_ELEMENTS elements run nas_core.native's kernels (the
+"""Grouped 1x1 (pointwise) convolutions of the fast path: on a CPU,
+inputs of up to NATIVE_MAX_ELEMENTS elements run nas_core.fast.native's kernels (the
 same sums; at the CPU presets a library call costs several times the conv's
 arithmetic), others ``F.conv2d``."""
 from __future__ import annotations

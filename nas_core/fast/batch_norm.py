@@ -1,7 +1,7 @@
-"""BatchNorm of the fast supernet path (nas_core.waves): several BN modules
+"""BatchNorm of the fast path (nas_core.fast.waves): several BN modules
 applied at once to their concatenated channels, with Z as the weight; on a CPU,
 inputs of up to NATIVE_MAX_ELEMENTS elements in training mode run
-nas_core.native's kernels (the same sums; at the CPU presets a library call costs
+nas_core.fast.native's kernels (the same sums; at the CPU presets a library call costs
 several times the arithmetic), which read the blocks of channels where they are
 instead of a concatenated copy."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native
-from .fused import cat_channels
+from .channels_last import cat_channels
 
 # measured, forward and backward against F.batch_norm on channels-last inputs: the same at 16k elements,
 # 2.7x faster at 330k, 4.5x at 1.8M (PyTorch's channels-last BN backward is slow), the same at 8M
@@ -42,7 +42,7 @@ class _NativeBatchNorm(torch.autograd.Function):
 
 class _NativeBatchNormParts(torch.autograd.Function):
     """:class:`_NativeBatchNorm` whose output goes by parts of c channels into the outputs
-    that use them (nas_core.native.batch_norm_parts): parts that are summed are added by
+    that use them (nas_core.fast.native.batch_norm_parts): parts that are summed are added by
     the kernel, and each part's gradient is read where it arrives (no split, no copies)."""
 
     @staticmethod
