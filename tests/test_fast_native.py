@@ -105,3 +105,22 @@ def test_importing_nas_core_builds_and_loads_nothing_and_a_fast_cpu_forward_does
     assert seen["import"] == {"loaded": False, "built": [], "mapped": False}
     assert seen["forward"]["loaded"] and seen["forward"]["mapped"]
     assert [name for name in seen["forward"]["built"] if name.endswith(".so")]
+
+
+def test_the_cache_key_covers_the_included_files_and_an_error_names_its_line(tmp_path):
+    """A change in any file of kernels/ (not only kernels.c) builds a new library; a compiler
+    error in an included family's file is reported at that file's line."""
+    import shutil
+
+    from nas_core.fast import build
+
+    src = tmp_path / "kernels"
+    shutil.copytree(build.SOURCE.parent, src)
+    first = build.build(src / "kernels.c", directory=tmp_path / "cache")
+    with open(src / "pooling.inc", "a") as f:
+        f.write("/* a comment: the same code, another file */\n")
+    assert build.build(src / "kernels.c", directory=tmp_path / "cache") != first
+    lines = (src / "batch_norm.inc").read_text().splitlines()
+    (src / "batch_norm.inc").write_text("\n".join(lines[:3] + ["this is not C;"] + lines[3:]) + "\n")
+    with pytest.raises(build.NativeBuildError, match=r"batch_norm\.inc:4:"):
+        build.build(src / "kernels.c", directory=tmp_path / "other")

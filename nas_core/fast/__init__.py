@@ -15,7 +15,7 @@ compose the kernels: :mod:`~nas_core.fast.depthwise_conv`,
 :mod:`~nas_core.fast.pointwise_conv`, :mod:`~nas_core.fast.pooling`,
 :mod:`~nas_core.fast.batch_norm`, :mod:`~nas_core.fast.stem_conv`, with gradients kept
 channels-last by :mod:`~nas_core.fast.channels_last`. On a CPU, small inputs run
-compiled C kernels (nas_core/fast/native.c, built by :mod:`~nas_core.fast.build` and
+compiled C kernels (nas_core/fast/kernels/, built by :mod:`~nas_core.fast.build` and
 loaded by :mod:`~nas_core.fast.native` the first time a fast forward on a CPU needs
 them; ``import nas_core`` compiles and loads nothing). :mod:`~nas_core.fast.memory`
 keeps freed memory for reuse in a CPU search; :mod:`~nas_core.fast.flags` reads the

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import flags
 
-SOURCE = Path(__file__).with_name("native.c")
+SOURCE = Path(__file__).with_name("kernels") / "kernels.c"  # it includes the other files of kernels/
 FLAGS = [["-O3", "-march=native"], ["-O3"]]  # the second where the compiler knows no -march=native
 INCLUDED = (".h", ".inc")  # the suffixes of the files beside a source that it may include
 

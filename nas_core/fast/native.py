@@ -1,4 +1,4 @@
-"""The fast path's compiled CPU kernels (nas_core/fast/native.c, whose header
+"""The fast path's compiled CPU kernels (nas_core/fast/kernels/, whose kernels.c
 says why they exist), built by :mod:`nas_core.fast.build` the first time a fast
 forward on a CPU asks for them, and called through ctypes.
 
