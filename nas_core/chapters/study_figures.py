@@ -10,7 +10,8 @@ from plotly.subplots import make_subplots
 
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
 from ..presets import preset
-from .study import RUNGS, STATISTICS, TRAIN_SPLIT, steps_per_epoch
+from ..data import steps_per_epoch, weight_split_size
+from .study import RUNGS, STATISTICS
 
 MARK = {True: "✓", False: "·"}
 STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
@@ -142,7 +143,7 @@ def settings_table() -> pd.DataFrame:
         c = preset(name)
         rows[label] = {"arch lr / weight lr": f"{c.arch_lr:g} / {c.lr:g}", "classifier init": f"x{c.logit_scale:g}",
                        "augmentation": f"shift ≤ {c.augment_shift} px per batch" if c.augment_shift else "none",
-                       "train images": c.train_size or TRAIN_SPLIT[c.data],
+                       "train images": weight_split_size(c),
                        "labels replaced": f"{c.label_noise:.0%}", "steps": steps(c)}
     rows["the paper, DSNAS"] = {"arch lr / weight lr": "0.0003 / 0.025", "classifier init": "x1",
                                 "augmentation": "crop (pad 4) + flip per batch", "train images": 50_000,
