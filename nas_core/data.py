@@ -1,7 +1,9 @@
 """Datasets and deterministic train / held-out splits, held as tensors in memory.
 
 ``digits`` (scikit-learn's 8x8 digits, shipped inside the package) is the
-default; ``cifar10`` reads the python pickle batches from a local directory (or
+default; ``fashion_mnist`` reads the four idx files (Debian's
+``dataset-fashion-mnist``, or torchvision's download; :mod:`nas_core.idx`);
+``cifar10`` reads the python pickle batches from a local directory (or
 torchvision's copy); ``synthetic`` is a tiny made-up set for tests. The
 difficulty knobs are applied deterministically from the seed.
 """
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .idx import downsample, load_fashion_mnist
 
 
 @dataclass
@@ -152,8 +156,12 @@ def load(config) -> Splits:
         tx, ty, vx, vy, classes = _halves(*_digits())
     elif config.data == "synthetic":
         tx, ty, vx, vy, classes = _halves(*_synthetic())
+    elif config.data == "fashion_mnist":
+        tx, ty, vx, vy, classes = (*load_fashion_mnist(config.data_dir), 10)
     else:
         tx, ty, vx, vy, classes = _cifar10(config.data_dir)
+    if config.resolution is not None:
+        tx, vx = downsample(tx, config.resolution), downsample(vx, config.resolution)
     mean = tx.mean(dim=(0, 2, 3), keepdim=True)
     std = tx.std(dim=(0, 2, 3), keepdim=True)
     black = (-mean / std)[0]  # a raw 0 (black) after normalising, per channel: (C, 1, 1)
@@ -178,9 +186,12 @@ def load(config) -> Splits:
     if config.label_noise:
         flip = torch.rand(len(ty), generator=g) < config.label_noise
         ty = torch.where(flip, torch.randint(0, classes, ty.shape, generator=g), ty)
-    return Splits(tx.contiguous(), ty, hx.contiguous(), hy, classes, flip_ok=config.data == "cifar10",
+    # CIFAR-10's and Fashion-MNIST's classes are mirror-symmetric (the authors flip); digits' are not
+    return Splits(tx.contiguous(), ty, hx.contiguous(), hy, classes, flip_ok=config.data in FLIPPED,
                   black=black.contiguous())
 
+
+FLIPPED = ("cifar10", "fashion_mnist")
 
 #: Training images of each dataset (digits and synthetic: the first half of a fixed shuffle).
 TRAIN_IMAGES = {"digits": 898, "synthetic": 96, "cifar10": 50_000, "fashion_mnist": 60_000}
