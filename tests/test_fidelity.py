@@ -15,6 +15,7 @@ from conftest import TINY
 from nas_core import SearchConfig, run
 from nas_core.data import _digits, _halves, augment, batches, load, n_batches, random_batch, steps_per_epoch
 from nas_core.presets import PAPER, preset
+from nas_core.relax import Darts
 from nas_core.search import Search, epoch_generator, initial_record
 
 
@@ -160,3 +161,52 @@ def test_the_authors_seed_is_a_config_like_any_other():
     authors = [r for r in RUNGS if r.group == "authors"]
     assert {r.preset for r in authors} >= {"growing", "bilevel"}
     assert all(r.seeds == (AUTHORS_SEEDS[preset(r.preset).algorithm],) for r in authors)
+
+
+def test_the_settings_that_already_matched():
+    """The rows of the fidelity page's second table, at the faithful DSNAS preset."""
+    from nas_core.ops import OPS
+
+    s = Search(preset("growing", epochs=1))
+    c = s.config
+    assert s.net.classifier.bias is None and c.logit_scale == 1.0
+    assert s.net.types == ["normal"] and c.network == "all_normal" and c.stem_multiplier == 3
+    bns = [m for m in s.net.cells.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.affine for m in bns)
+    group = s.w_opt.param_groups[0]
+    assert (c.lr, c.lr_min, group["momentum"], group["weight_decay"], c.grad_clip) == (0.025, 0.001, 0.9, 3e-4, 5.0)
+    arch = s.a_opt.param_groups[0]
+    assert (arch["lr"], arch["betas"], arch["weight_decay"]) == (3e-4, (0.5, 0.999), 1e-3)
+    assert isinstance(s.a_opt, torch.optim.Adam) and not isinstance(s.a_opt, torch.optim.AdamW)  # coupled decay
+    assert (c.dsnas_estimator, c.dsnas_reward_clamp, c.arch_grad_clip) == ("authors", 5.0, 10.0)
+    assert len(OPS) == 8 and OPS[0] == "none"
+
+
+def test_the_fidelity_page_names_tests_that_exist():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "book" / "fidelity.md").read_text()
+    named, file = set(), None
+    for given, test in re.findall(r"`(test_\w+\.py)?::(\w+)`", page):  # `::name` continues the file before
+        file = given or file
+        named.add((file, test))
+    assert len(named) >= 12
+    for file, test in named:
+        source = (root / "tests" / file).read_text()
+        assert f"def {test}(" in source, f"book/fidelity.md names {file}::{test}, which does not exist"
+
+
+def test_measuring_never_changes_which_weights_keep_moving():
+    """A weight that holds a gradient keeps moving by momentum and decay (the authors'
+    zero_grad), so a measurement (chapters, probes) must not give one to a weight
+    that training never ran."""
+    s = Search(SearchConfig(**TINY))
+    x, y = s.splits.train_x[:16], s.splits.train_y[:16]
+    g = torch.Generator().manual_seed(0)
+    s.train_step(x, y, g)
+    holders = [p.grad is not None for p in s.params]
+    s.measure(x, y, s.draw(g, relax=Darts()))  # every op runs
+    s.probe(1, g)
+    assert [p.grad is not None for p in s.params] == holders
