@@ -156,3 +156,23 @@ def out_of_reach() -> pd.DataFrame:
     """The rungs this machine cannot run, with the command that runs one seed."""
     return pd.DataFrame([{"rung": r.name, "what": r.note, "command": r.command()} for r in RUNGS if not r.cpu]
                         ).set_index("rung")
+
+
+def version_table(before: pd.DataFrame, after: pd.DataFrame, statistics=("growing", "width", "bilevel")):
+    """Per rung, on how many seeds each statistic holds (the paper's and the
+    tie-aware version) in the runs of code version 1 (``before``) and of the
+    corrected code (``after``): 'v1 → v2', each 'holding/seeds', '–' where a
+    version has no run of the rung."""
+    def count(frame, rung, column):
+        sub = frame[frame.rung == rung]
+        return f"{int(sub[column].sum())}/{len(sub)}" if len(sub) else "–"
+
+    names = [r.name for r in RUNGS if r.name in set(before.rung) | set(after.rung)]
+    rows = []
+    for name in names:
+        row = {"rung": name}
+        for s in statistics:
+            for label, column in (("paper's", f"{s}.holds"), ("tie-aware", f"{s}_decisive.holds")):
+                row[f"{s}, {label}"] = f"{count(before, name, column)} → {count(after, name, column)}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("rung")
