@@ -41,13 +41,15 @@ class Rung:
     seeds: tuple = CHOICE_SEEDS
     cpu: bool = True                 # within reach of two CPU cores
     note: str = ""
+    profile: str = "cpu"             # the presets' profile: cpu (digits) or fashion (Fashion-MNIST)
 
     def configs(self) -> list[SearchConfig]:
-        return [preset(self.preset, seed=s, **self.overrides) for s in self.seeds]
+        return [preset(self.preset, self.profile, seed=s, **self.overrides) for s in self.seeds]
 
     def command(self) -> str:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
-        return f"python -m nas_core search --preset {self.preset} {flags} --seed SEED".replace("  ", " ")
+        profile = f" --profile {self.profile}" if self.profile != "cpu" else ""
+        return f"python -m nas_core search --preset {self.preset}{profile} {flags} --seed SEED".replace("  ", " ")
 
 
 #: The seed of each of the authors' scripts (Analysis/snas/train.sh: 6; Analysis/darts/cnn/train_darts.sh: 2).
@@ -86,6 +88,18 @@ RUNGS: tuple[Rung, ...] = (
          note="the paper's bi-level steps: about 12 min per seed on one core"),
     Rung("single-level control 13k steps", "ladder", "bilevel-control", {"epochs": 3250},
          note="the control at the same steps"),
+    # Fashion-MNIST (profile "fashion": 14x14, batch 96, 625 steps per epoch)
+    Rung("Fashion-MNIST DSNAS", "ladder", "growing", profile="fashion",
+         note="14x14, 4 cells, C=8, the paper's 78k steps: about 45 min per seed on one core"),
+    Rung("Fashion-MNIST DSNAS, held-out seeds", "heldout", "growing", profile="fashion", seeds=HELDOUT_SEEDS),
+    Rung("Fashion-MNIST DSNAS 28x28", "ladder", "growing", {"resolution": 28, "epochs": 32}, profile="fashion",
+         note="full size, 20k steps: about 50 min per seed on one core"),
+    Rung("Fashion-MNIST full cell DSNAS", "ladder", "growing", {"cell": "full", "epochs": 32}, profile="fashion",
+         note="14x14, 14 edges, 20k steps"),
+    Rung("Fashion-MNIST bi-level DARTS", "ladder", "bilevel", profile="fashion",
+         note="14x14, 3 cells, 30k / 30k, the paper's 13k steps: about 95 min per seed on one core"),
+    Rung("Fashion-MNIST single-level control", "ladder", "bilevel-control", profile="fashion",
+         note="the control on 30k training images, 13k steps"),
 )
 
 
