@@ -15,7 +15,7 @@ REQUIREJS_VERSION := 2.3.7
 MATHJAX_VERSION := 3.2.2
 JS_STAMP := node_modules/.setup-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)-mathjax-$(MATHJAX_VERSION)
 
-.PHONY: setup book test unit-nbval browser-test bench calibrate study clean distclean
+.PHONY: setup system-packages book test unit-nbval browser-test bench calibrate study clean distclean
 
 setup: $(SETUP_STAMP) $(JS_STAMP)
 
@@ -58,10 +58,28 @@ BUILD_BOOK = @mkdir -p _build; \
     fi; \
     echo "$(JB) build ."; $(JB) build .
 
+# Debian packages the tests use: Chromium and its driver (the browser check) and
+# Fashion-MNIST's idx files. Installed with apt-get where this user may (root,
+# or sudo without a password); otherwise one line names the command to run.
+SYSTEM_PACKAGES := chromium chromium-driver dataset-fashion-mnist
+system-packages:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	    else echo "make test needs:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$missing >/dev/null || \
+	    { DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$missing >/dev/null; }; \
+	fi
+
 # In this order (also under -j): unit tests and every notebook under nbval
 # (cells must run; outputs are not compared), then the book, then the built
 # book in a browser.
-test: setup
+test: setup system-packages
 	$(UNIT_NBVAL)
 	$(BUILD_BOOK)
 	$(BROWSER_TEST)

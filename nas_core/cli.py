@@ -49,7 +49,13 @@ def _add_config_flags(p: argparse.ArgumentParser):
 def config_from_args(args) -> SearchConfig:
     fields = {f.name for f in dataclasses.fields(SearchConfig)} - _SPECIAL
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    base = presets.PRESETS[args.preset] if args.preset else {}
+    profile = getattr(args, "profile", "cpu") or "cpu"
+    if profile not in presets.PROFILES:
+        raise SystemExit(f"unknown --profile {profile!r}; choose one of {', '.join(presets.PROFILES)}")
+    if args.preset and args.preset not in presets.PROFILES[profile]:
+        raise SystemExit(f"--preset {args.preset} has no {profile!r} profile; choose one of "
+                         f"{', '.join(presets.PROFILES[profile])}")
+    base = presets.PROFILES[profile][args.preset] if args.preset else {}
     d = {**base, **given}
     if args.delete_edges or args.fix_op or args.exclude_op:
         try:
@@ -97,6 +103,8 @@ def main(argv=None):
     ps = sub.add_parser("search", help="run (or resume) one search")
     ps.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                     help="calibrated CPU defaults; other flags override them")
+    ps.add_argument("--profile", choices=sorted(presets.PROFILES), default="cpu",
+                    help="the preset's profile: cpu (digits), fashion (Fashion-MNIST 14x14), paper (CIFAR-10)")
     ps.add_argument("--out", default=None, help="run directory (default: the run cache, keyed by the config)")
     ps.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
     ps.add_argument("--threads", type=int, default=None, metavar="N",

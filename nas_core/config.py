@@ -16,7 +16,7 @@ from .ops import NONE, OPS, op_index
 from .space import CELLS, Topology
 
 ALGORITHMS = ("darts", "snas", "dsnas", "gdas")
-DATASETS = ("digits", "cifar10", "synthetic")
+DATASETS = ("digits", "fashion_mnist", "cifar10", "synthetic")
 
 
 def _edge_map(value) -> tuple:
@@ -176,6 +176,7 @@ class SearchConfig:
     record_costs: bool = True
     data: str = "digits"
     data_dir: str | None = None
+    resolution: int | None = None    # area-downsample the images to this size (e.g. 14 for Fashion-MNIST)
     noise: float = 0.0               # std of additive Gaussian pixel noise (inputs standardised)
     shift: int = 0                   # max random translation in pixels, drawn once at load (a fixed set)
     augment_shift: int = 0           # max random translation in pixels, drawn afresh for every batch
@@ -263,6 +264,8 @@ class SearchConfig:
             self._fail("label_noise", "must be a fraction in [0, 1]")
         if self.eval_size is not None and self.eval_size < 2:
             self._fail("eval_size", "must be at least 2 (BatchNorm needs 2 samples), or None for the whole split")
+        if self.resolution is not None and self.resolution < 4:
+            self._fail("resolution", "must be at least 4 pixels, or None for the dataset's own size")
         if self.train_size is not None and self.train_size < 2:
             self._fail("train_size", "must be at least 2 (one batch for BatchNorm), or None for the whole split")
         if self.temperature_min is not None and not 0 < self.temperature_min <= self.temperature:
@@ -318,6 +321,7 @@ class SearchConfig:
         for name in KEY_OMITTED_AT_DEFAULT:  # fields added later: runs from before them keep their keys
             if d[name] == _DEFAULTS[name]:
                 d.pop(name)
+        d["code"] = CODE_VERSION
         return hashlib.sha1(json.dumps(d, sort_keys=True, allow_nan=False).encode()).hexdigest()[:12]
 
     def resolved_device(self) -> torch.device:
@@ -337,5 +341,9 @@ class SearchConfig:
 
 # Fields added after runs were cached: left out of the key at their default, so
 # that adding them kept every earlier run's key (a new field goes here too).
-KEY_OMITTED_AT_DEFAULT = ("eval_size",)
+KEY_OMITTED_AT_DEFAULT = ("eval_size", "resolution")
+# The version of the search's maths, part of every key: a change that alters what
+# a config computes bumps it, so no cached run of older code is taken for a new one.
+# 2: the authors' code matched difference by difference (the fidelity page).
+CODE_VERSION = 2
 _DEFAULTS = {f.name: f.default for f in fields(SearchConfig) if f.name in KEY_OMITTED_AT_DEFAULT}

@@ -79,10 +79,14 @@ class Dsnas:
 
     ``reward_clamp`` clamps each edge's reward (its sampled op's cost, summed
     over the cells) to [-c, c], as the authors' analysis code does with c = 5.
-    ``estimator="authors"`` replaces the log-probability of the sample by the
-    log of the *sum* over edges of the sampled ops' probabilities, each alpha
-    row still weighted by its own edge's reward (our reading of the authors'
-    code): row e's gradient is r_e * grad p_e(s_e) / sum_e' p_e'(s_e').
+    ``estimator="authors"`` is the authors' analysis code: their alpha loss is
+    ``(log S + log q).sum()`` with S = sum over edges of the sampled ops'
+    probabilities (a scalar for the normal cell) and q the reduce cell's vector
+    over edges, so log S is counted once per edge, k times in all (k = edges per
+    cell); each alpha row's gradient is then multiplied by its edge's reward:
+    row e's gradient is k * r_e * grad p_e(s_e) / S. At uniform p that is
+    r_e * grad log p_e(s_e). The factor k matters: Adam adds alpha's weight decay
+    before it normalises, and the norm clip engages k times later.
     """
 
     def __init__(self, estimator: str = "standard", reward_clamp: float | None = None):
@@ -101,7 +105,7 @@ class Dsnas:
                 reward = reward.clamp(-self.reward_clamp, self.reward_clamp)
             if self.estimator == "authors":
                 p = logp[rows, index].exp()
-                return (reward * p).sum() / p.sum().detach()
+                return len(index) * (reward * p).sum() / p.sum().detach()
             return (reward * logp[rows, index]).sum()
 
         return Sample(z, _active_from_index(index), alpha_loss)

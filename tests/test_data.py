@@ -94,3 +94,33 @@ def test_faithful_presets_keep_the_papers_ratios():
     for name, change in DEPARTURES.items():
         diff = {k for k, v in preset("growing", **change).to_dict().items() if g.to_dict()[k] != v}
         assert diff == set(change)
+
+
+def test_fashion_mnist_from_idx_files_single_and_bilevel(tmp_path, monkeypatch):
+    """data="fashion_mnist" reads the idx files (here small ones the test writes):
+    single-level runs train on the training images and report the test images;
+    bi-level runs split the training images in halves; ``resolution`` area-downsamples."""
+    from test_idx import N_TEST, N_TRAIN, make_set
+
+    monkeypatch.delenv("NAS_DATA_DIR", raising=False)
+    make_set(tmp_path / "fm", seed=0)
+    base = dict(data="fashion_mnist", data_dir=str(tmp_path / "fm"), batch_size=4)
+    single = load(SearchConfig(**base))
+    assert single.train_x.shape == (N_TRAIN, 1, 28, 28) and len(single.heldout_y) == N_TEST
+    assert single.flip_ok  # clothes are mirror-symmetric; the authors flip
+    bi = load(SearchConfig(**base, algorithm="darts", level="bi"))
+    assert (len(bi.train_y), len(bi.heldout_y)) == (N_TRAIN // 2, N_TRAIN - N_TRAIN // 2)
+    small = load(SearchConfig(**base, resolution=14))
+    assert small.train_x.shape == (N_TRAIN, 1, 14, 14)
+    assert abs(float(small.train_x.mean())) < 1e-5  # normalised with the training images' statistics
+
+
+def test_fashion_mnist_without_its_files_is_a_clear_error(tmp_path, monkeypatch):
+    from nas_core import idx
+
+    monkeypatch.delenv("NAS_DATA_DIR", raising=False)
+    monkeypatch.setattr(idx, "DEBIAN_DIR", str(tmp_path / "debian"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        Search(SearchConfig(data="fashion_mnist", data_dir=str(tmp_path / "nowhere")))

@@ -128,10 +128,20 @@ def test_finished_run_is_loaded_without_compute(tmp_path, four_epochs, monkeypat
 
 def test_run_cache_names_are_stable(tmp_path):
     """A run's cache directory is named by its config's key: stored values, since
-    a changed key would orphan every finished run in runs/."""
+    a changed key orphans every finished run in runs/ (on purpose only when the
+    code's maths changes: config.CODE_VERSION)."""
     c = SearchConfig(**TINY)
-    assert run_dir_for(c, tmp_path) == tmp_path / "dsnas-42c00ba98e58"
-    assert run_dir_for(c.replace(algorithm="darts", seed=3), tmp_path).name == "darts-e8ccfc5dda25"
+    assert run_dir_for(c, tmp_path) == tmp_path / "dsnas-43a961137efd"
+    assert run_dir_for(c.replace(algorithm="darts", seed=3), tmp_path).name == "darts-603f8562913e"
+
+
+def test_the_code_version_is_part_of_the_key(monkeypatch):
+    """Runs of older maths are never taken from the cache for the new code."""
+    from nas_core import config as config_module
+    c = SearchConfig(**TINY)
+    before = c.key()
+    monkeypatch.setattr(config_module, "CODE_VERSION", config_module.CODE_VERSION - 1)
+    assert c.key() != before
 
 
 def test_another_config_is_refused_unless_overwrite(tmp_path, monkeypatch):

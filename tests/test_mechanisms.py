@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import nas_core
-from nas_core import SearchConfig, plots, record
+from nas_core import SearchConfig, plots, record, run
 from nas_core.chapters import mechanisms, cost_figures
+from nas_core.ops import NONE, OPS
 from nas_core.relax import UniformSample
 from nas_core.search import Search
 from nas_core.space import cell_types
@@ -135,3 +136,30 @@ def test_figures_from_a_run(h):
     assert [t.type for t in grid.data] == ["heatmap"] * 3 and grid.data[0].x[4] == "e4*"
     outputs = cost_figures.output_figure(mechanisms.output_frame(h))
     assert len(outputs.data) == 4 + 2 * 2 * 3        # legend entries, then 3 lines per split and group
+
+
+def test_the_authors_setups_of_figures_4_and_10b(tmp_path):
+    """Figure 4 on one minimal cell; figure 10b on one cell of 2 steps and multiplier 1
+    (the output is n1 alone: n0 reaches it only through the deep edge e4), edges 0
+    and 2 deleted, edge 1 fixed to sep_conv_5x5; alpha frozen, ops sampled uniformly.
+    (Before: 4 cells, multiplier 2, sep_conv_3x3, where n0 reaches the output directly.)"""
+    configs = mechanisms.authors_configs("cpu", seeds=(6,))
+    fig4, fig10b = configs["fig4"][0], configs["fig10b"][0]
+    assert (fig4.cells, fig4.cell, fig4.random_sample, fig4.seed) == (1, "minimal", True, 6)
+    top = fig10b.topology
+    assert fig10b.cells == 1 and top.output_nodes == (3,)  # state 3 = n1
+    assert top.edges[4] == (2, 3) and top.deep_edges == (4,)
+    allowed = fig10b.intervention.allowed(top.n_edges)
+    assert allowed[0].sum() == allowed[2].sum() == 1 and allowed[0, NONE] and allowed[2, NONE]
+    assert allowed[1].sum() == 1 and allowed[1, OPS.index("sep_conv_5x5")]
+    # figure 4's measurement: frozen weights at initialisation and after training
+    tiny = {**TINY, "epochs": 2}
+    h = run(mechanisms.authors_configs("cpu", seeds=(0,), **tiny)["fig4"][0], tmp_path, progress=False)
+    frame = mechanisms.costs_before_and_after([h], n_batches=3)
+    assert set(frame.phase) == {"initialisation", "after training"} and set(frame.split) == {"train", "heldout"}
+    before = frame[frame.phase == "initialisation"].set_index(["split", "edge", "op"]).cost
+    after = frame[frame.phase == "after training"].set_index(["split", "edge", "op"]).cost
+    common = before.index.intersection(after.index)
+    assert len(common) and not np.allclose(before[common], after[common])  # the trained weights were loaded
+    mats = mechanisms.before_after_matrices(frame, h.config.topology.n_edges)
+    assert set(mats) == {(p, s) for p in ("initialisation", "after training") for s in ("train", "heldout")}

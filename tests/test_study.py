@@ -18,14 +18,17 @@ def test_rungs_are_data_and_their_configs_are_valid():
     assert len(names) == len(set(names))
     for r in study.RUNGS:
         assert r.configs() and all(c.seed in r.seeds for c in r.configs())
-    # the held-out seeds never appear in a rung that chooses
+    # the held-out seeds never appear in a rung that chooses (the authors' own seeds,
+    # 6 and 2, are reported apart and choose nothing)
     for r in study.RUNGS:
+        if r.group == "authors":
+            continue
         assert set(r.seeds) <= set(study.HELDOUT_SEEDS) if r.group == "heldout" else \
             not set(r.seeds) & set(study.HELDOUT_SEEDS)
     assert {r.name for r in study.RUNGS if r.group == "ablation"} == {k for k, v in DEPARTURES.items() if v}
     with pytest.raises(ValueError, match="unknown rung"):
         study.rung("nope")
-    assert "--epochs 2786" in study.rung("DSNAS 78k steps").command()
+    assert "--epochs 2690" in study.rung("DSNAS 78k steps").command()
 
 
 def test_tables_from_executed_runs(tmp_path, monkeypatch):
@@ -100,7 +103,8 @@ def test_settings_table_reads_the_presets():
     t = study_figures.settings_table()
     assert t.loc["faithful DSNAS", "arch lr / weight lr"] == "0.0003 / 0.025"
     assert t.loc["first calibration, DSNAS", "classifier init"] == "x20"
-    assert t.loc["faithful DSNAS", "steps"] == preset("growing").epochs * 28
+    # 898 training images at batch 32: 28 full batches and the last one of 2, kept as the authors' loader keeps it
+    assert t.loc["faithful DSNAS", "steps"] == preset("growing").epochs * 29
 
 
 def test_claims_are_checked_on_every_seed_or_the_mean(monkeypatch):

@@ -265,21 +265,32 @@ def test_dsnas_reward_clamp_bounds_each_edges_reward():
     assert (relax.estimator, relax.reward_clamp) == ("authors", 5.0)
 
 
-def test_dsnas_authors_estimator_weights_each_edge_by_its_own_reward():
-    """Row e's gradient is r_e * grad p_e(s_e) / sum_e' p_e'(s_e'), with costs that
-    differ per edge (multiplying every row by the summed reward would fail this)."""
+@pytest.mark.parametrize("k", [5, 14])
+def test_dsnas_authors_estimator_weights_each_edge_by_its_own_reward(k):
+    """The authors' loss (log S + log q).sum() counts the scalar log S once per edge:
+    row e's gradient is k * r_e * grad p_e(s_e) / S, S = sum_e' p_e'(s_e'), k the
+    edges of the cell (5 minimal, 14 full), with costs that differ per edge
+    (multiplying every row by the summed reward, or dropping k, fails this)."""
     gen = torch.Generator().manual_seed(3)
-    alpha = torch.randn(5, len(OPS), generator=gen, dtype=torch.float64).requires_grad_()
-    allowed = torch.ones(5, len(OPS), dtype=torch.bool)
-    cost = torch.randn(5, len(OPS), generator=gen, dtype=torch.float64) * torch.arange(1, 6)[:, None]
+    alpha = torch.randn(k, len(OPS), generator=gen, dtype=torch.float64).requires_grad_()
+    allowed = torch.ones(k, len(OPS), dtype=torch.bool)
+    cost = torch.randn(k, len(OPS), generator=gen, dtype=torch.float64) * torch.arange(1, k + 1)[:, None]
     sm = Dsnas("authors").sample(alpha, allowed, torch.Generator().manual_seed(0))
     got = torch.autograd.grad(sm.alpha_loss(cost), alpha)[0]
     index = sm.z.argmax(-1)
     p = probabilities(alpha, allowed).detach()
     p_s = p.gather(1, index[:, None])
     reward = cost.gather(1, index[:, None])
-    expected = reward * p_s * (F.one_hot(index, len(OPS)).double() - p) / p_s.sum()
+    expected = k * reward * p_s * (F.one_hot(index, len(OPS)).double() - p) / p_s.sum()
     assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    # the authors' own construction: a scalar S broadcast against a per-edge vector, summed
+    a2 = alpha.detach().clone().requires_grad_()
+    probs = F.softmax(a2, dim=-1)
+    one_hot = F.one_hot(index, len(OPS)).double()
+    s_scalar = (one_hot * probs).sum()
+    q = (one_hot * F.softmax(torch.zeros_like(a2), dim=-1)).sum(-1)  # the reduce cell's vector (no reduce cells)
+    (torch.log(s_scalar) + torch.log(q)).sum().backward()
+    assert_close(got, a2.grad * reward, rtol=1e-12, atol=1e-14)
     summed = reward.sum() * p_s * (F.one_hot(index, len(OPS)).double() - p) / p_s.sum()
     assert not torch.allclose(got, summed)
 

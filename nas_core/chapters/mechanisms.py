@@ -31,10 +31,20 @@ from ..search import Search
 #: ops sampled uniformly). cpu: about a minute per run on two cores.
 MEASURE = {"cpu": dict(epochs=30, probe_batches=1), "paper": dict(epochs=150, probe_batches=10)}
 
-#: The intervention of the paper's figure 10b: delete the edges from x0, fix the
-#: edge x1 -> n0 to a convolution; the deep edge n0 -> n1 is then the only way
-#: to make the cell deeper.
+#: Our multi-cell version of the paper's figure 10b (4 cells, multiplier 2): delete
+#: the edges from x0, fix the edge x1 -> n0 to a convolution. n0 still reaches the
+#: cell's output directly, so the deep edge is not the only way to depth here.
 FIG10B = dict(delete_edges=[0, 2], fix={1: "sep_conv_3x3"})
+
+#: The authors' setups (Analysis/README.md): figure 4 on ONE minimal cell
+#: (train_cal_cost.sh ... dsnas 1 96 2 2), figure 10b on ONE cell of 2 steps and
+#: multiplier 1, so that the output is n1 alone and n0 reaches it only through
+#: the deep edge, with edges 0 and 2 deleted and edge 1 fixed to sep_conv_5x5
+#: (train.sh dsnas 1 150 96 order 2 1 del_edge0 del_edge2 fix_edge1_op7 random_sample).
+AUTHORS_SETUPS = {
+    "fig4": dict(cells=1),
+    "fig10b": dict(cells=1, cell="2/1", intervention=Intervention(delete_edges=[0, 2], fix={1: "sep_conv_5x5"})),
+}
 
 
 def mechanism_configs(profile: str = "cpu", seeds=(0,), contrast_logit_scale: float | None = None,
@@ -60,6 +70,49 @@ def mechanism_configs(profile: str = "cpu", seeds=(0,), contrast_logit_scale: fl
     inter = [preset(name, profile, seed=s, **{**quiet, "intervention": Intervention(**FIG10B)})
              for s in seeds]
     return {"main": main, "contrast": contrast, "intervention": inter}
+
+
+def authors_configs(profile: str = "cpu", seeds=(0,), **overrides) -> dict:
+    """The runs of figures 4 and 10b in the authors' setups (:data:`AUTHORS_SETUPS`),
+    {name: [config per seed]}: the faithful DSNAS preset, alpha frozen, ops sampled
+    uniformly while the weights train."""
+    if profile not in MEASURE:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(MEASURE)}")
+    base = {**MEASURE[profile], "probe_batches": 0, **overrides, "random_sample": True}
+    return {name: [preset("growing", profile, seed=s, **{**base, **setup}) for s in seeds]
+            for name, setup in AUTHORS_SETUPS.items()}
+
+
+def costs_before_and_after(runs, n_batches: int = 20) -> pd.DataFrame:
+    """Figure 4 as the authors measure it: with weights and alpha frozen, the mean
+    cost of each uniformly sampled op per edge, at initialisation and after the
+    run's training (its last checkpoint), on the train and held-out splits. One
+    row per (seed, phase, split, edge, op)."""
+    from ..runs import checkpoint_of
+
+    rows = []
+    for h in runs:
+        trained = Search(h.config)
+        checkpoint_of(h, trained)
+        for phase, s in (("initialisation", Search(h.config)), ("after training", trained)):
+            for split in ("train", "heldout"):
+                m = sampled_costs(s, split, n_batches, seed=h.config.seed)
+                rows += [dict(seed=h.config.seed, phase=phase, split=split, edge=e, op=op, cost=v)
+                         for e, op, v in m["ops"]]
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["seed", "phase", "split", "edge", "op"], as_index=False, sort=False).cost.mean()
+
+
+def before_after_matrices(frame: pd.DataFrame, n_edges: int) -> dict:
+    """{(phase, split): edges x ops mean cost} of :func:`costs_before_and_after`
+    (means over seeds; NaN where an op was never drawn), for ``cost_figures.heatmap_grid``."""
+    out = {}
+    for (phase, split), g in frame.groupby(["phase", "split"], sort=False):
+        m = np.full((n_edges, len(OPS)), np.nan)
+        for (e, op), v in g.groupby(["edge", "op"]).cost.mean().items():
+            m[e, OPS.index(op)] = v
+        out[(phase, split)] = m
+    return out
 
 
 # ---------------------------------------------------------------------------

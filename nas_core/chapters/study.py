@@ -21,8 +21,10 @@ import pandas as pd
 
 from .. import patterns, record
 from ..config import SearchConfig
+from ..data import steps_per_epoch
 from ..presets import DEPARTURES, preset
 from ..runs import History, RunError, load, run_all, run_dir_for
+from ..runs.history import read_provenance
 
 CHOICE_SEEDS = tuple(range(5))
 HELDOUT_SEEDS = tuple(range(5, 10))
@@ -39,38 +41,65 @@ class Rung:
     seeds: tuple = CHOICE_SEEDS
     cpu: bool = True                 # within reach of two CPU cores
     note: str = ""
+    profile: str = "cpu"             # the presets' profile: cpu (digits) or fashion (Fashion-MNIST)
 
     def configs(self) -> list[SearchConfig]:
-        return [preset(self.preset, seed=s, **self.overrides) for s in self.seeds]
+        return [preset(self.preset, self.profile, seed=s, **self.overrides) for s in self.seeds]
 
     def command(self) -> str:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
-        return f"python -m nas_core search --preset {self.preset} {flags} --seed SEED".replace("  ", " ")
+        profile = f" --profile {self.profile}" if self.profile != "cpu" else ""
+        return f"python -m nas_core search --preset {self.preset}{profile} {flags} --seed SEED".replace("  ", " ")
 
+
+#: The seed of each of the authors' scripts (Analysis/snas/train.sh: 6; Analysis/darts/cnn/train_darts.sh: 2).
+AUTHORS_SEEDS = {"dsnas": 6, "darts": 2}
+FULL = {"cell": "full"}
 
 RUNGS: tuple[Rung, ...] = (
     # the faithful presets, on the choice seeds and on the held-out seeds
-    Rung("faithful DSNAS", "ladder", "growing", note="4 cells, C=8, batch 32, 8.4k steps"),
+    Rung("faithful DSNAS", "ladder", "growing", note="4 cells, C=8, batch 32, 8.7k steps"),
     Rung("faithful DSNAS, held-out seeds", "heldout", "growing", seeds=HELDOUT_SEEDS),
     Rung("faithful bi-level DARTS", "ladder", "bilevel", note="3 cells, 128 clean train images, 1.6k steps"),
     Rung("faithful single-level control", "ladder", "bilevel-control"),
     Rung("faithful bi-level DARTS, held-out seeds", "heldout", "bilevel", seeds=HELDOUT_SEEDS),
     Rung("faithful single-level control, held-out seeds", "heldout", "bilevel-control", seeds=HELDOUT_SEEDS),
+    # the full cell (4 steps, multiplier 4), which the authors' README runs first
+    Rung("full cell DSNAS", "ladder", "growing", FULL, note="14 edges, 8.7k steps"),
+    Rung("full cell DSNAS, held-out seeds", "heldout", "growing", FULL, seeds=HELDOUT_SEEDS),
+    Rung("full cell bi-level DARTS", "ladder", "bilevel", FULL, note="14 edges, 1.6k steps"),
+    Rung("full cell bi-level DARTS, held-out seeds", "heldout", "bilevel", FULL, seeds=HELDOUT_SEEDS),
+    # the authors' own seeds, reported apart from seeds 0-9 (the same runs where a seed is shared)
+    *(Rung(f"authors' seed, {name}", "authors", p, o, seeds=(AUTHORS_SEEDS[preset(p).algorithm],))
+      for name, p, o in (("DSNAS", "growing", {}), ("DSNAS, full cell", "growing", FULL),
+                         ("bi-level DARTS", "bilevel", {}), ("bi-level DARTS, full cell", "bilevel", FULL))),
     # the ablation: one departure of the first calibration at a time
     *(Rung(name, "ablation", "growing", overrides) for name, overrides in DEPARTURES.items() if overrides),
     # further up the ladder
-    Rung("DSNAS 20k steps", "ladder", "growing", {"epochs": 714}, note="2.4x the faithful preset's steps"),
+    Rung("DSNAS 20k steps", "ladder", "growing", {"epochs": 690}, note="2.3x the faithful preset's steps"),
     Rung("bi-level DARTS, 256 clean images", "ladder", "bilevel", {"train_size": 256},
          note="a smaller generalisation gap"),
-    Rung("DSNAS 78k steps", "ladder", "growing", {"epochs": 2786}, cpu=False,
-         note="the paper's steps: about 75 min per seed on one core"),
+    Rung("DSNAS 78k steps", "ladder", "growing", {"epochs": 2690}, cpu=False,
+         note="the paper's steps: about 80 min per seed on one core"),
     Rung("DSNAS, the paper's network", "ladder", "growing", {"cells": 8, "channels": 16, "batch_size": 96,
-                                                             "epochs": 933}, cpu=False,
-         note="8 cells, C=16, batch 96, 8.4k steps"),
+                                                             "epochs": 870}, cpu=False,
+         note="8 cells, C=16, batch 96, 8.7k steps"),
     Rung("bi-level DARTS 13k steps", "ladder", "bilevel", {"epochs": 3250},
          note="the paper's bi-level steps: about 12 min per seed on one core"),
     Rung("single-level control 13k steps", "ladder", "bilevel-control", {"epochs": 3250},
          note="the control at the same steps"),
+    # Fashion-MNIST (profile "fashion": 14x14, batch 96, 625 steps per epoch)
+    Rung("Fashion-MNIST DSNAS", "ladder", "growing", profile="fashion",
+         note="14x14, 4 cells, C=8, the paper's 78k steps: about 45 min per seed on one core"),
+    Rung("Fashion-MNIST DSNAS, held-out seeds", "heldout", "growing", profile="fashion", seeds=HELDOUT_SEEDS),
+    Rung("Fashion-MNIST DSNAS 28x28", "ladder", "growing", {"resolution": 28, "epochs": 32}, profile="fashion",
+         note="full size, 20k steps: about 50 min per seed on one core"),
+    Rung("Fashion-MNIST full cell DSNAS", "ladder", "growing", {"cell": "full", "epochs": 32}, profile="fashion",
+         note="14x14, 14 edges, 20k steps"),
+    Rung("Fashion-MNIST bi-level DARTS", "ladder", "bilevel", profile="fashion",
+         note="14x14, 3 cells, 30k / 30k, the paper's 13k steps: about 95 min per seed on one core"),
+    Rung("Fashion-MNIST single-level control", "ladder", "bilevel-control", profile="fashion",
+         note="the control on 30k training images, 13k steps"),
 )
 
 
@@ -90,13 +119,6 @@ STATISTICS = ("growing", "growing_decisive", "width", "width_decisive", "bilevel
 CURVE_POINTS = 150   # at most this many epochs per run in the curves table (evenly spaced, last one kept)
 
 
-TRAIN_SPLIT = {"digits": 898, "synthetic": 96, "cifar10": 25_000}  # half of each dataset (nas_core.data)
-
-
-def steps_per_epoch(config: SearchConfig) -> int:
-    """Weight steps in one epoch of ``config`` (the last partial batch is dropped)."""
-    n = min(config.train_size or TRAIN_SPLIT[config.data], TRAIN_SPLIT[config.data])
-    return max(1, n // config.batch_size)
 
 
 def _winners(r: dict, cell_type: str = "normal") -> str:
@@ -127,8 +149,10 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     positive = [record.output_cost(r, "train") > 0 for r in recs]
     first_negative = positive.index(False) if False in positive else len(positive)
     p_none = record.p_none(recs[-1], cell_type)
+    made_by = read_provenance(h.path) if h.path else {}
     row = {"rung": rung.name, "group": rung.group, "seed": c.seed, "heldout_seed": c.seed in HELDOUT_SEEDS,
-           "run": h.path.name if h.path else None, "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
+           "run": h.path.name if h.path else None,
+           "code": f"v{made_by.get('code_version', '?')}@{made_by.get('commit', 'unknown')}", "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
            "minutes": sum(r["seconds"] for r in recs) / 60,
            "train_acc": train_acc, "heldout_acc": held_acc, "gap": train_acc - held_acc,
            "final_selected": record.wiring(recs[-1], "n_selected", cell_type),

@@ -10,7 +10,8 @@ from plotly.subplots import make_subplots
 
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
 from ..presets import preset
-from .study import RUNGS, STATISTICS, TRAIN_SPLIT, steps_per_epoch
+from ..data import steps_per_epoch, weight_split_size
+from .study import RUNGS, STATISTICS
 
 MARK = {True: "✓", False: "·"}
 STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
@@ -142,7 +143,7 @@ def settings_table() -> pd.DataFrame:
         c = preset(name)
         rows[label] = {"arch lr / weight lr": f"{c.arch_lr:g} / {c.lr:g}", "classifier init": f"x{c.logit_scale:g}",
                        "augmentation": f"shift ≤ {c.augment_shift} px per batch" if c.augment_shift else "none",
-                       "train images": c.train_size or TRAIN_SPLIT[c.data],
+                       "train images": weight_split_size(c),
                        "labels replaced": f"{c.label_noise:.0%}", "steps": steps(c)}
     rows["the paper, DSNAS"] = {"arch lr / weight lr": "0.0003 / 0.025", "classifier init": "x1",
                                 "augmentation": "crop (pad 4) + flip per batch", "train images": 50_000,
@@ -155,3 +156,23 @@ def out_of_reach() -> pd.DataFrame:
     """The rungs this machine cannot run, with the command that runs one seed."""
     return pd.DataFrame([{"rung": r.name, "what": r.note, "command": r.command()} for r in RUNGS if not r.cpu]
                         ).set_index("rung")
+
+
+def version_table(before: pd.DataFrame, after: pd.DataFrame, statistics=("growing", "width", "bilevel")):
+    """Per rung, on how many seeds each statistic holds (the paper's and the
+    tie-aware version) in the runs of code version 1 (``before``) and of the
+    corrected code (``after``): 'v1 → v2', each 'holding/seeds', '–' where a
+    version has no run of the rung."""
+    def count(frame, rung, column):
+        sub = frame[frame.rung == rung]
+        return f"{int(sub[column].sum())}/{len(sub)}" if len(sub) else "–"
+
+    names = [r.name for r in RUNGS if r.name in set(before.rung) | set(after.rung)]
+    rows = []
+    for name in names:
+        row = {"rung": name}
+        for s in statistics:
+            for label, column in (("paper's", f"{s}.holds"), ("tie-aware", f"{s}_decisive.holds")):
+                row[f"{s}, {label}"] = f"{count(before, name, column)} → {count(after, name, column)}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("rung")

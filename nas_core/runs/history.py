@@ -26,8 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import faults
-from ..config import SearchConfig
-from ..search import Search
+from ..config import CODE_VERSION, SearchConfig
+from ..search import Search, initial_record
 from . import io as files
 from . import parallel
 
@@ -68,6 +68,13 @@ class History:
         return len(self.records) >= self.config.epochs
 
     @property
+    def initial(self) -> dict:
+        """The record of epoch 0: the architecture before any step (the authors log
+        the derived cell at the start of every epoch, epoch 0 included); a function
+        of the config, so every run has it."""
+        return initial_record(self.config)
+
+    @property
     def last(self) -> dict:
         """The last epoch's record."""
         return self.records[-1]
@@ -81,7 +88,36 @@ class History:
 
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
-RUN_FILES = ("history.jsonl", CHECKPOINT, PREVIOUS)
+PROVENANCE = "provenance.json"
+RUN_FILES = ("history.jsonl", CHECKPOINT, PREVIOUS, PROVENANCE)
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict:
+    """Which code makes a run: the maths' version (``CODE_VERSION``) and the git
+    commit of the repository nas_core runs from ("+" when nas_core/ has
+    uncommitted changes; "unknown" outside a clone), so that each row of the
+    study's tables names the code that made it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "nas_core"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit += "+" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"code_version": CODE_VERSION, "commit": commit}
+
+
+def read_provenance(path: Path) -> dict:
+    """The provenance a run directory records ({} for runs made before it was recorded)."""
+    try:
+        return files.loads((Path(path) / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        return {}
 _RESTART = "pass --restart (restart=True) to discard this directory's checkpoint and history and start over"
 
 
@@ -271,6 +307,8 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
     try:
         path.mkdir(parents=True, exist_ok=True)
         files.write_atomic(path / "config.json", files.dumps(config.to_dict(), indent=1).encode(), fault=("config", 0))
+        if not (path / PROVENANCE).exists():  # the code that starts a run; a resume keeps it
+            files.write_atomic(path / PROVENANCE, files.dumps(provenance()).encode())
         if (path / "history.jsonl").exists():  # without a torn last line or epochs to recompute
             files.write_atomic(path / "history.jsonl", "".join(_history_line(r) for r in records).encode())
     except OSError as err:

@@ -14,7 +14,7 @@ One class, :class:`Search`, built in layers, one module each:
 - ``bilevel``: the held-out alpha step, first order and DARTS' unrolled second order;
 - ``epoch``: the loop over one epoch, evaluation, probing and the epoch record.
 """
-from .epoch import Search
+from .epoch import Search, initial_record
 from .state import epoch_generator, kept_buffers
 
-__all__ = ["Search", "epoch_generator", "kept_buffers"]
+__all__ = ["Search", "epoch_generator", "initial_record", "kept_buffers"]

@@ -12,9 +12,9 @@ from .. import data as datasets
 from ..cost import CostStats, OutputCostStats
 from ..ops import NONE, OPS
 from ..relax import Darts, probabilities
-from ..space import derive, derive_darts, selected_edges, width_depth
+from ..space import cell_types, derive, derive_darts, selected_edges, width_depth
 from .bilevel import Bilevel
-from .state import epoch_generator, kept_buffers
+from .state import epoch_generator, initial_alpha, kept_buffers
 
 
 class Search(Bilevel):
@@ -69,7 +69,7 @@ class Search(Bilevel):
         c = self.config
         if not c.augment_shift:
             return x
-        return datasets.augment(x, c.augment_shift, self.splits.flip_ok, generator)
+        return datasets.augment(x, c.augment_shift, self.splits.flip_ok, generator, self.splits.border)
 
     def _new_stats(self, splits):
         return {s: CostStats(len(self.cell_index), self.topology.n_edges, len(OPS)) for s in splits}
@@ -88,13 +88,11 @@ class Search(Bilevel):
         update_alpha = c.alpha_updated_on is not None
         s = self.splits
         self.net.train()
-        if c.level == "bi":
-            held = list(datasets.batches(s.heldout_x, s.heldout_y, c.batch_size, g))
         for i, (x, y) in enumerate(datasets.batches(s.train_x, s.train_y, c.batch_size, g)):
             self.step = i + 1  # named by a DivergenceError
             x = self.view(x, g)
             if c.level == "bi" and update_alpha:
-                xv, yv = held[i % len(held)]
+                xv, yv = datasets.random_batch(s.heldout_x, s.heldout_y, c.batch_size, g)
                 xv = self.view(xv, g)
                 self.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
             self.train_step(x, y, g, stats, outs, update_weights=c.update_weights,
@@ -124,18 +122,34 @@ class Search(Bilevel):
     def architecture(self) -> dict:
         """alpha, p, the derived cells (``none`` counted, and DARTS' top-2) and
         their wiring metrics, per cell type."""
-        rec = {k: {} for k in ("alpha", "probs", "p_none", "derived", "derived_darts",
-                               "selected_edges", "n_selected", "width", "depth")}
-        for t in self.types:
-            allowed = self.allowed[t].cpu().numpy()
-            p = probabilities(self.alpha[t].detach(), self.allowed[t]).double().cpu().numpy()
-            derived = derive(p, allowed)
-            rec["alpha"][t] = np.round(self.alpha[t].detach().double().cpu().numpy(), 6).tolist()
-            rec["probs"][t] = np.round(p, 6).tolist()
-            rec["p_none"][t] = np.round(p[:, NONE], 6).tolist()
-            rec["derived"][t] = derived
-            rec["derived_darts"][t] = derive_darts(p, self.topology, allowed)
-            rec["selected_edges"][t] = selected_edges(derived)
-            rec["n_selected"][t] = len(rec["selected_edges"][t])
-            rec["width"][t], rec["depth"][t] = width_depth(derived, self.topology)
-        return rec
+        return architecture(self.alpha, self.allowed, self.topology)
+
+
+def architecture(alpha: dict, allowed: dict, topology) -> dict:
+    """The architecture part of an epoch record for ``alpha`` ({cell type: tensor}):
+    alpha, p, the derived cells (``none`` counted, and DARTS' top-2) and their
+    wiring metrics, per cell type."""
+    rec = {k: {} for k in ("alpha", "probs", "p_none", "derived", "derived_darts",
+                           "selected_edges", "n_selected", "width", "depth")}
+    for t, a in alpha.items():
+        mask = allowed[t].cpu().numpy()
+        p = probabilities(a.detach(), allowed[t]).double().cpu().numpy()
+        derived = derive(p, mask)
+        rec["alpha"][t] = np.round(a.detach().double().cpu().numpy(), 6).tolist()
+        rec["probs"][t] = np.round(p, 6).tolist()
+        rec["p_none"][t] = np.round(p[:, NONE], 6).tolist()
+        rec["derived"][t] = derived
+        rec["derived_darts"][t] = derive_darts(p, topology, mask)
+        rec["selected_edges"][t] = selected_edges(derived)
+        rec["n_selected"][t] = len(rec["selected_edges"][t])
+        rec["width"][t], rec["depth"][t] = width_depth(derived, topology)
+    return rec
+
+
+def initial_record(config) -> dict:
+    """The record of epoch 0, the architecture before any step, as the authors log
+    the derived cell at the start of every epoch, epoch 0 included. It holds the
+    architecture fields only (no costs or accuracies: nothing has run)."""
+    types = sorted(set(cell_types(config.network, config.cells)), key=["normal", "reduce"].index)
+    mask = config.intervention.allowed(config.topology.n_edges)
+    return {"epoch": 0, **architecture(initial_alpha(config, types), {t: mask for t in types}, config.topology)}

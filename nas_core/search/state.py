@@ -41,6 +41,15 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(1_000_003 * seed + 7919 * epoch + stream)
 
 
+def initial_alpha(config: SearchConfig, types) -> dict[str, torch.Tensor]:
+    """Alpha before any step, one (edges x ops) tensor per cell type: drawn from
+    ``config.seed`` alone (N(alpha_mean, alpha_init^2)), so the epoch-0 record
+    is a function of the config."""
+    g = torch.Generator().manual_seed(config.seed)
+    shape = (config.topology.n_edges, len(OPS))
+    return {t: config.alpha_mean + config.alpha_init * torch.randn(shape, generator=g) for t in types}
+
+
 class SearchState:
     """The state of one search for ``config``: ``net``, ``alpha`` (one leaf per
     cell type), ``w_opt`` (SGD on the weights), ``a_opt`` (Adam on alpha),
@@ -58,10 +67,7 @@ class SearchState:
             torch.manual_seed(config.seed)
             self.net = network(self.topology, config.cells, config.channels, splits.in_channels,
                                splits.n_classes, config.network, config.stem_multiplier, config.logit_scale)
-            g = torch.Generator().manual_seed(config.seed)
-            shape = (self.topology.n_edges, len(OPS))
-            self.alpha = {t: torch.nn.Parameter(config.alpha_mean + config.alpha_init * torch.randn(shape, generator=g))
-                          for t in self.net.types}
+            self.alpha = {t: torch.nn.Parameter(a) for t, a in initial_alpha(config, self.net.types).items()}
         self.net.to(self.device)
         for a in self.alpha.values():
             a.data = a.data.to(self.device)
@@ -119,9 +125,13 @@ class SearchState:
 
     # ---- schedules -------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
-        """The weights' learning rate at ``epoch`` (cosine from ``lr`` to ``lr_min``)."""
+        """The weights' learning rate during ``epoch`` (0-based). The authors step
+        PyTorch's cosine schedule at the *start* of every epoch, so epoch e trains
+        at the cosine's value at e + 1: the first epoch already below ``lr``, the
+        last at ``lr_min``."""
         c = self.config
-        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * epoch / max(c.epochs, 1)))
+        t = min(epoch + 1, c.epochs)
+        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * t / max(c.epochs, 1)))
 
     def temperature_at(self, epoch: int) -> float:
         """The relaxation's temperature at ``epoch`` (annealed to ``temperature_min``
@@ -132,18 +142,24 @@ class SearchState:
         return c.temperature * (c.temperature_min / c.temperature) ** (epoch / (c.epochs - 1))
 
     def zero_grad(self):
-        """Drop the weights' gradients (the cached parameter list, no module scan).
+        """Zero the weights' gradients, as the authors' PyTorch did (``zero_grad``
+        kept the tensors): a weight that has had a gradient once keeps one, so SGD
+        moves it by momentum and weight decay on every later step even when its op
+        is not sampled. A weight that never ran keeps None and does not move.
 
         Returns None."""
-        for p in self.params:
-            p.grad = None
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            torch._foreach_zero_(grads)
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything a resumed run needs (epoch, weights, alpha, both optimizers), as a dict."""
         return {"epoch": self.epoch, "net": self.net.state_dict(),
                 "alpha": {t: a.detach().cpu() for t, a in self.alpha.items()},
-                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict()}
+                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+                # which weights hold a (zeroed) gradient, and so keep moving (see zero_grad)
+                "has_grad": [p.grad is not None for p in self.params]}
 
     def load_state_dict(self, state: dict):
         """Restore a :meth:`state_dict` in place; returns None."""
@@ -153,4 +169,6 @@ class SearchState:
             self.alpha[t].data.copy_(a.to(self.device))
         self.w_opt.load_state_dict(state["w_opt"])
         self._momentum_buffers()
+        for p, had in zip(self.params, state.get("has_grad", [])):
+            p.grad = torch.zeros_like(p) if had else None
         self.a_opt.load_state_dict(state["a_opt"])

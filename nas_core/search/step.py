@@ -88,7 +88,7 @@ class Step(SearchState):
     def measure(self, x, y, samples, train: bool = True) -> dict:
         """One forward and backward pass on the batch (x, y) at ``samples`` (from
         :meth:`draw`), changing nothing: no weight or alpha moves, BN's running
-        statistics are restored, the weights' gradients are dropped. BN uses
+        statistics are restored, no weight gets a gradient. BN uses
         batch statistics (``train=False``: its running ones, eval mode).
 
         Returns {"loss": scalar tensor, "logits": (batch, classes) tensor,
@@ -98,7 +98,9 @@ class Step(SearchState):
         with kept_buffers(self.net):
             self.net.train(train)
             try:
-                loss, logits, z = self.forward_backward(x, y, samples)
+                # costs alone: no weight gets a gradient, so measuring never changes
+                # which weights SGD keeps moving (see zero_grad)
+                loss, logits, z = self.forward_backward(x, y, samples, weight_grads=False)
             finally:
                 self.net.train(was)
         self.zero_grad()
