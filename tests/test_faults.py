@@ -326,7 +326,8 @@ def test_injected_nan_names_epoch_step_and_quantity(tmp_path, monkeypatch, where
 
 
 def test_a_diverged_sweep_trial_is_failed_with_the_message(tmp_path):
-    table = sweep.run_sweep("search", {"base": dict(NAN, epochs=2), "grid": {"lr": [1e6, 0.025]}}, "0",
+    """3 epochs: the first two train at a huge rate (the last at lr_min, the cosine stepped at each epoch's start)."""
+    table = sweep.run_sweep("search", {"base": dict(NAN, epochs=3), "grid": {"lr": [1e6, 0.025]}}, "0",
                             tmp_path / "sw")
     bad, good = table.iloc[0], table.iloc[1]
     assert bad.status == "failed" and "DivergenceError: the search diverged at epoch 2" in bad.error
