@@ -167,12 +167,24 @@ def version_table(before: pd.DataFrame, after: pd.DataFrame, statistics=("growin
         sub = frame[frame.rung == rung]
         return f"{int(sub[column].sum())}/{len(sub)}" if len(sub) else "–"
 
+    def short(name):  # headers that wrap, so that the table fits the text column
+        return name.replace("faithful ", "").replace(", held-out seeds", ", seeds 5-9")
+
     names = [r.name for r in RUNGS if r.name in set(before.rung) | set(after.rung)]
     rows = []
     for name in names:
-        row = {"rung": name}
+        row = {"rung": short(name)}
         for s in statistics:
             for label, column in (("paper's", f"{s}.holds"), ("tie-aware", f"{s}_decisive.holds")):
-                row[f"{s}, {label}"] = f"{count(before, name, column)} → {count(after, name, column)}"
+                row[f"{s} {label}"] = f"{count(before, name, column)}→{count(after, name, column)}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("rung")
+
+
+def margins_table(runs: pd.DataFrame, edges: int = 5) -> pd.DataFrame:
+    """Per run: the edges selected at the end, the width statistics and each edge's
+    final margin (its best op's p minus p(none); > 0 selected), narrow enough for
+    the text column."""
+    cols = {"final_selected": "edges", "width.holds": "width", "width_decisive.holds": "width tie-aware",
+            **{f"margin_e{e}": f"e{e}" for e in range(edges)}}
+    return runs.set_index(["rung", "seed"])[list(cols)].rename(columns=cols).round(3)
