@@ -52,8 +52,9 @@ def test_the_check_cell_fails_when_the_study_disagrees(tmp_path, monkeypatch):
     lost its rows, the check fails there, with its own message, and no cell before it does."""
     nb = nbformat.read(BOOK / "growing.ipynb", as_version=4)
     check = [c for c in nb.cells if c.cell_type == "code"][-1]
-    assert check.source.startswith("check = checks.study_check(")
-    check.source = "study_runs = study_runs.iloc[:0]  # the study ran nothing\n" + check.source
+    assert "\ncheck = checks.study_check(" in check.source
+    check.source = check.source.replace(  # the study ran nothing
+        "\ncheck = ", "\nstudy_runs = study_runs.iloc[:0]\ncheck = ", 1)
     copy = tmp_path / "growing-no-study.ipynb"
     nbformat.write(nb, copy)
     with pytest.raises(papermill.PapermillExecutionError) as info:
@@ -63,6 +64,25 @@ def test_the_check_cell_fails_when_the_study_disagrees(tmp_path, monkeypatch):
     code = [c for c in out.cells if c.cell_type == "code"]
     failing = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
     assert failing == [len(code) - 1], failing
+
+
+def test_the_check_cell_fails_when_the_runs_do_not_reproduce_the_study(tmp_path, monkeypatch):
+    """The chapter's check compares the runs it has just executed with the study's
+    committed rows: in a copy whose committed row of its run differs by more than the
+    tolerance in one margin, the check fails, naming that margin and the seed."""
+    nb = nbformat.read(BOOK / "width.ipynb", as_version=4)
+    check = [c for c in nb.cells if c.cell_type == "code"][-1]
+    call = "reproduction.reproduction_check(runs)"
+    assert check.source.startswith(f"reproduced = {call}")
+    check.source = check.source.replace(call, (  # the committed row, as this run made it, then shifted
+        "reproduction.reproduction_check(runs, committed)"), 1)
+    check.source = ("committed = study.tables({'faithful DSNAS': runs})[0]\n"
+                    "committed.loc[0, 'margin_e2'] += 2 * reproduction.TOLERANCE\n" + check.source)
+    copy = tmp_path / "width-drifted.ipynb"
+    nbformat.write(nb, copy)
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        _execute(tmp_path, monkeypatch, copy, **TINY_GROWING)
+    assert info.value.ename == "AssertionError" and "seed 3 ('faithful DSNAS'): margin_e2" in info.value.evalue
 
 
 @pytest.mark.parametrize("parameters, message", [

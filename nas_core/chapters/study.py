@@ -292,20 +292,22 @@ def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
     return tuple(paths)
 
 
-def load_tables(out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_tables(out: str | Path | None = None, version: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The committed study tables (``make study`` writes them): ``study/`` of the
-    repository, or of the working directory or its parent (a notebook in ``book/``)."""
+    repository, or of the working directory or its parent (a notebook in ``book/``);
+    ``version`` names a subfolder (``"v2"``: the runs of code version 2)."""
     if out is None:
-        found = [d for d in (TABLE_DIR, Path("study"), Path("../study")) if (d / RUNS_TABLE).is_file()]
+        found = [d / version for d in (TABLE_DIR, Path("study"), Path("../study"))
+                 if (d / version / RUNS_TABLE).is_file()]
         if not found and os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES):
             # an installed package without the repository (Colab): the committed tables online
-            url = os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES).rstrip("/")
+            url = "/".join(p for p in (os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES).rstrip("/"), version) if p)
             try:
                 return pd.read_csv(f"{url}/{RUNS_TABLE}"), pd.read_csv(f"{url}/{CURVES_TABLE}")
             except OSError as err:
                 raise FileNotFoundError(f"no study tables here and none at {url} ({err}); run the chapter in "
                                         f"a clone of the repository, or `make study`") from None
-        out = found[0] if found else TABLE_DIR
+        out = found[0] if found else TABLE_DIR / version
     out = Path(out)
     missing = [n for n in (RUNS_TABLE, CURVES_TABLE) if not (out / n).is_file()]
     if missing:
