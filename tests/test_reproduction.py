@@ -73,10 +73,10 @@ def test_a_missing_row_of_a_study_rung_fails_and_another_config_is_only_reported
 
 
 def test_the_chapters_seed_zero_runs_have_committed_rows():
-    """The configs the pattern chapters run at their defaults are rows of study/v2,
+    """The configs the pattern chapters run at their defaults are rows of study/runs.csv,
     so that their check compares something."""
     from nas_core import presets
-    runs, _ = study.load_tables(version=reproduction.VERSION)
+    runs, _ = study.load_tables()
     for name in ("growing", "width", "bilevel", "bilevel-control"):
         config = presets.seed_configs(name, "cpu", [0])[0]
         assert f"{config.algorithm}-{config.key()}" in set(runs.run), name

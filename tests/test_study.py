@@ -126,8 +126,12 @@ def test_claims_are_checked_on_every_seed_or_the_mean(monkeypatch):
 
 def test_claims_are_read_from_their_file(tmp_path):
     assert set(checks.CLAIMS) == {"growing", "width", "bilevel", "study"}
-    assert ("but growing does not hold", "logit scale x20", "growing.holds", "==", False, "all") in checks.CLAIMS["study"]
-    assert {c[5] for c in checks.CLAIMS["study"]} == {"all", "mean"}
+    assert ("but does not reach the empty cell (an edge remains on every seed)", "faithful bi-level DARTS",
+            "final_selected", ">=", 1, "all") in checks.CLAIMS["bilevel"]
+    # a statement about every seed covers the held-out seeds too: each rung it names has its held-out twin
+    for pattern, claims in checks.CLAIMS.items():
+        rungs = {c[1] for c in claims}
+        assert {f"{r}, held-out seeds" for r in rungs if not r.endswith("held-out seeds")} <= rungs, pattern
     bad = tmp_path / "claims.yaml"
     bad.write_text("width:\n  - claim: x\n    rung: r\n    check: gap => 0.1\n")
     with pytest.raises(ValueError, match="'gap => 0.1' is not 'column comparison value'"):

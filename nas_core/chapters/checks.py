@@ -1,5 +1,5 @@
-"""What each pattern chapter asserts, computed from the study's executed runs
-(``study/runs.csv``), and what its text states.
+"""What each pattern chapter's text states about the study, checked against the
+study's executed runs (``study/runs.csv``).
 
 A chapter's check computes, per rung of the ladder, on how many seeds the
 paper's statistic and its tie-aware version hold, finds the first rung where
@@ -8,8 +8,10 @@ asserts that this is what the chapter's text says (``STATED``). When a rerun
 of the study changes a finding, the check fails until the text is updated: the
 text is never more optimistic than the runs.
 
-The pattern chapters also check their live runs: :func:`pattern_check` applies
-the statistic that ``nas_core.presets.EXPECTED`` names to each run.
+The numbers of each chapter's summary are computed from the runs where they are
+stated (:mod:`nas_core.chapters.findings`); the chapters' own runs are compared
+with the study's rows of the same configs (:mod:`nas_core.chapters.reproduction`);
+at the paper's scale :func:`pattern_check` applies a pattern's statistic to them.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import pandas as pd
 import yaml
 from IPython.display import display
 
-from .. import patterns, presets
+from .. import patterns
 
 MIN_SEEDS = 4  # of 5: "a pattern holds at a rung"
 
@@ -45,7 +47,7 @@ HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS
 # and the count of held-out seeds on which it holds at the faithful preset.
 STATED: dict[str, dict] = {
     "growing": {"rung": None, "heldout": 0},
-    "width": {"rung": "faithful DSNAS", "heldout": 4},
+    "width": {"rung": "faithful DSNAS", "heldout": 5},
     "bilevel": {"rung": None, "heldout": 0},
 }
 
@@ -173,8 +175,7 @@ def study_check(pattern: str, runs: pd.DataFrame) -> StudyCheck:
 
 
 # ---------------------------------------------------------------------------
-# The pattern notebooks' live check: one statistic per run, the expected
-# outcome read from nas_core.presets.EXPECTED.
+# The pattern notebooks' check at the paper's scale: one statistic per run.
 # ---------------------------------------------------------------------------
 
 @dataclass
@@ -205,8 +206,7 @@ class PatternCheck:
     @property
     def message(self) -> str:
         return (f"{self.pattern}: patterns.{self.statistic} holds on {self.holding} of {len(self.table)} seeds; "
-                f"expected at least {self.needed} (min_fraction {self.min_fraction} at profile {self.profile!r}, "
-                f"from nas_core.presets.EXPECTED)")
+                f"expected at least {self.needed} (min_fraction {self.min_fraction} at profile {self.profile!r})")
 
     def report(self):
         """Print what is asserted and the per-seed tables."""
@@ -225,14 +225,6 @@ def _for_reading(table):
     """A statistic's per-seed table as shown in the book: indexed by seed, with
     headers that wrap (spaces for underscores) so that it fits the text column."""
     return table.set_index("seed").rename(columns=lambda name: name.replace("_", " "))
-
-
-def expected(pattern: str, profile: str = "cpu") -> tuple[str, float]:
-    """(statistic, min_fraction) that ``pattern``'s notebook asserts at ``profile``,
-    from ``nas_core.presets.EXPECTED``; without an entry, the paper's statistic
-    on at least 4 of 5 seeds."""
-    entry = getattr(presets, "EXPECTED", {}).get(pattern, {})
-    return entry.get(profile, pattern), float(entry.get("min_fraction", 0.8))
 
 
 def _statistic_table(stat: str, runs, controls) -> pd.DataFrame:
@@ -257,12 +249,11 @@ def _statistic_table(stat: str, runs, controls) -> pd.DataFrame:
 
 def pattern_check(pattern: str, runs, profile: str = "cpu", controls=None, statistic: str | None = None,
                   min_fraction: float | None = None) -> PatternCheck:
-    """Apply the statistic that ``nas_core.presets.EXPECTED[pattern][profile]``
-    names (or ``statistic``) to every run, paired with the control run of the
-    same seed when the statistic compares two runs (``pruning``)."""
-    stat, frac = expected(pattern, profile)
-    stat = statistic or stat
-    frac = frac if min_fraction is None else min_fraction
+    """Apply the pattern's statistic (or ``statistic``) to every run, paired with
+    the control run of the same seed when the statistic compares two runs
+    (``pruning``); it must hold on ``min_fraction`` of them (default MIN_SEEDS of 5)."""
+    stat = statistic or pattern
+    frac = MIN_SEEDS / 5 if min_fraction is None else min_fraction
     table = _statistic_table(stat, runs, controls)
     paper = _statistic_table(pattern, runs, None) if stat != pattern and pattern in patterns.PATTERNS else None
     return PatternCheck(pattern, stat, profile, frac, table, paper)

@@ -2,7 +2,7 @@
 
 A pattern chapter executes its runs (seed 0 of the faithful preset at the default
 profile) and compares each one with the row of the study's table
-(``study/v2/runs.csv``) that the same config and seed made: the same verdict for
+(``study/runs.csv``) that the same config and seed made: the same verdict for
 every statistic, the same derived cells and counts, and every other value within
 :data:`TOLERANCE`. A change to nas_core that alters the search fails the build
 and names each quantity that changed. The study's five-seed counts are checked
@@ -29,8 +29,6 @@ from . import study
 #: of a seed-0 run the chapters execute is 0.008 (bi-level DARTS, edge e1), so a
 #: value within the tolerance cannot flip a verdict unnoticed.
 TOLERANCE = 0.005
-#: The study version whose rows the chapters' runs must reproduce (``study/v2``).
-VERSION = "v2"
 
 VERDICTS = tuple(f"{s}.holds" for s in study.STATISTICS) + ("empty_phase.holds", "deep_avoided.holds")
 EXACT = ("epochs", "steps", "final_selected", "positive_output_cost_steps", "early_winners", "late_winners")
@@ -81,7 +79,7 @@ class Reproduction:
                  for r in self.changed.itertuples()]
         parts += [f"{m}: the study table has no row for this run" for m in self.missing]
         return ("This chapter's runs do not reproduce the study's committed runs of the same configs "
-                f"(study/{VERSION}/runs.csv; tolerance {TOLERANCE} on values, verdicts and cells exact): "
+                f"(study/runs.csv; tolerance {TOLERANCE} on values, verdicts and cells exact): "
                 + "; ".join(parts) + ". If nas_core changed the search on purpose, rerun the study "
                 "(`make study`) and commit its tables with the chapters' statements; otherwise the change "
                 "broke the reproduction.")
@@ -90,7 +88,7 @@ class Reproduction:
         runs = self.table.groupby(["seed", "rung"], sort=False).size()
         compared = ", ".join(f"seed {s} of '{r}'" for s, r in runs.index) or "no run"
         agree = int(self.table["agrees"].sum()) if len(self.table) else 0
-        text = (f"Compared with the study's committed rows (study/{VERSION}/runs.csv): {compared}. "
+        text = (f"Compared with the study's committed rows (study/runs.csv): {compared}. "
                 f"{agree} of {len(self.table)} quantities agree (verdicts and cells exactly, values "
                 f"within {TOLERANCE}).")
         if self.unmatched:
@@ -124,7 +122,7 @@ def reproduction_check(histories, study_runs: pd.DataFrame | None = None) -> Rep
     """Compare each run of ``histories`` with the committed study row of the same
     config (its run directory's name) and seed."""
     if study_runs is None:
-        study_runs = study.load_tables(version=VERSION)[0]
+        study_runs = study.load_tables()[0]
     rung_of = _study_rung_of()
     rows, missing, unmatched = [], [], []
     for h in histories:

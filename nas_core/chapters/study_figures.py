@@ -52,7 +52,7 @@ def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
         for stat in STATISTICS:
             row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum())
         rows.append(row)
-    table = pd.DataFrame(rows).set_index("rung").T
+    table = pd.DataFrame(rows, columns=None if rows else ["rung"]).set_index("rung").T
     table.columns.name = None
 
     def show(v):
@@ -78,7 +78,7 @@ def winners(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
                 op, n = Counter(ops).most_common(1)[0]
                 row[f"e{e}"] = f"{OP_LABEL.get(op, op)} {n}/{len(ops)}"
             rows.append(row)
-    return pd.DataFrame(rows).set_index(["rung", "when"])
+    return pd.DataFrame(rows, columns=None if rows else ["rung", "when"]).set_index(["rung", "when"])
 
 
 def _edge_means(curves: pd.DataFrame, prefix: str, edges: dict) -> pd.DataFrame:

@@ -1,0 +1,259 @@
+"""What the study shows, written from its runs: each pattern chapter's summary, the
+ablation's and the ladder's, and the introduction's, as Markdown whose every number,
+count and verdict word is computed from the study's table (``study/runs.csv``).
+
+A statement typed into a chapter goes stale when the study is rerun; these are
+rewritten by the rerun. A rung not (yet) run on the current code is said to be so.
+What the chapters' typed text still asserts is checked by
+:mod:`nas_core.chapters.checks`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from ..patterns import TIE_MARGIN
+from ..plots.style import OP_LABEL
+from .study import HELDOUT_SEEDS, RUNGS, rung
+
+NOT_RUN = "not yet run on the current code (`make study` runs it)"
+
+
+# ---- phrases ------------------------------------------------------------------------
+def _of(runs: pd.DataFrame, name: str) -> pd.DataFrame:
+    return runs[runs.rung == name]
+
+
+def seeds(k: int, n: int) -> str:
+    """'every seed', 'no seed' or 'k of n seeds'."""
+    return "every seed" if k == n else "no seed" if k == 0 else f"{k} of {n} seeds"
+
+
+def count(sub: pd.DataFrame, column: str) -> str:
+    """On how many of the rung's seeds a boolean column holds: 'k of n'."""
+    return f"{int(sub[column].astype(bool).sum())} of {len(sub)}"
+
+
+def span(values, digits: int = 3) -> str:
+    """'a' or 'a to b' (min to max), rounded."""
+    values = np.asarray(list(values), dtype=float)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f} to {hi:.{digits}f}"
+
+
+def points(values) -> str:
+    """Accuracy differences as percentage points: 'a to b points'."""
+    return f"{span(100 * np.asarray(list(values), dtype=float), 1)} points"
+
+
+def _edges(sub: pd.DataFrame, prefix: str, edges) -> pd.DataFrame:
+    return sub[[f"{prefix}{e}" for e in edges]]
+
+
+def _deep_ops(sub: pd.DataFrame, edge: int) -> str:
+    """Which op ends on ``edge`` per seed, most frequent first: 'none on 3, skip on 2'."""
+    ops = sub.late_winners.str.split("|").str[edge].value_counts()
+    return ", ".join(f"{OP_LABEL.get(op, op)} on {n}" for op, n in ops.items())
+
+
+def _stat_line(sub: pd.DataFrame, stat: str, who: str = "seeds") -> str:
+    """'the tie-aware statistic holds on k of the n WHO (the paper's argmax statistic on m)'."""
+    k, m = int(sub[f"{stat}_decisive.holds"].sum()), int(sub[f"{stat}.holds"].sum())
+    return f"the tie-aware statistic holds on {k} of the {len(sub)} {who} (the paper's argmax statistic on {m})"
+
+
+def _held(held: pd.DataFrame, stat: str) -> str:
+    """'; on the held-out seeds 5-9, k of n (the paper's m).' or '.' when not run."""
+    if not len(held):
+        return "."
+    return (f"; on the held-out seeds {min(HELDOUT_SEEDS)}-{max(HELDOUT_SEEDS)}, on "
+            f"{int(held[f'{stat}_decisive.holds'].sum())} of {len(held)} (the paper's on {int(held[f'{stat}.holds'].sum())}).")
+
+
+def _steps(sub: pd.DataFrame) -> str:
+    return f"{int(sub.steps.iloc[0]):,} steps"
+
+
+# ---- the pattern chapters -----------------------------------------------------------
+def width(runs: pd.DataFrame) -> Markdown:
+    """The width chapter's summary: the statistics, the deep edge's and the input
+    edges' margins, p(none) and costs, the full cell, more steps."""
+    faithful, held = _of(runs, "faithful DSNAS"), _of(runs, "faithful DSNAS, held-out seeds")
+    if not len(faithful):
+        return Markdown(f"**What the study shows.** The faithful DSNAS preset is {NOT_RUN}.")
+    both = pd.concat([faithful, held])
+    inputs, deep = _edges(both, "margin_e", range(4)), both.margin_e4
+    input_won = int((inputs.min(axis=1) > 0).sum())
+    three_decisive = int(((inputs >= TIE_MARGIN).sum(axis=1) >= 3).sum())
+    text = [f"**What the study shows.** At the faithful preset ({_steps(faithful)}), "
+            f"{_stat_line(faithful, 'width', 'seeds that chose the settings')}"
+            + _held(held, "width")]
+    text.append(f"Over all {len(both)} seeds the deep edge e4 ends with a margin of {span(deep)} (its best "
+                f"op's p minus p(`none`); negative: `none` wins, decisively beyond {TIE_MARGIN}). The four "
+                f"input edges are all selected on {seeds(input_won, len(both))}, at least three of them "
+                f"decisively on {seeds(three_decisive, len(both))}; the narrowest input edge wins by "
+                f"{inputs.min().min():.3f}. "
+                f"The deep edge's p(none) ends at {span(both.p_none_e4)}, against the uniform "
+                f"{1 / 8:.3f} it starts from, and the input edges' at "
+                f"{span(_edges(both, 'p_none_e', range(4)).values.ravel())}.")
+    ranked = both.late_conv_cost_train_input.max() < 0 < both.late_conv_cost_train_deep.min()
+    text.append(("The costs rank the edges as the paper says" if ranked else "The costs do not separate the "
+                 "edges on every seed") + ": over the last tenth of the search the "
+                f"input edges' convolutions cost {span(both.late_conv_cost_train_input)} on the train split "
+                f"and the deep edge's {span(both.late_conv_cost_train_deep)}.")
+    full = _of(runs, "full cell DSNAS")
+    if len(full):
+        text.append(f"\n\n**The full cell** (14 edges, the authors' first experiment): "
+                    f"{_stat_line(full, 'width')}; {span(full.final_selected, 0)} edges "
+                    f"are selected at the end, and every deep edge's argmax is `none` on "
+                    f"{seeds(int((full['width.deep_edges_selected'] == 0).sum()), len(full))}.")
+    text.append("\n\n" + _more_steps(runs, "DSNAS 20k steps", "width"))
+    return Markdown(" ".join(text))
+
+
+def growing(runs: pd.DataFrame) -> Markdown:
+    """The growing chapter's summary: the statistics, how many edges the cell keeps
+    early, how long the output cost stays positive, and p(none)'s direction."""
+    faithful, held = _of(runs, "faithful DSNAS"), _of(runs, "faithful DSNAS, held-out seeds")
+    if not len(faithful):
+        return Markdown(f"**What the study shows.** The faithful DSNAS preset is {NOT_RUN}.")
+    both = pd.concat([faithful, held])
+    kept = (5 * both["growing.early_min_fraction"]).round().astype(int)
+    falls = int((both.p_none_rise < 0).sum())
+    one_epoch = int((both.positive_output_cost_steps <= both.steps / both.epochs).sum())
+    text = [f"**What the study shows.** At the faithful preset ({_steps(faithful)}), "
+            f"{_stat_line(faithful, 'growing', 'seeds that chose the settings')}"
+            + _held(held, "growing"),
+            ("The cell does not start empty" if kept.min() > 0 else f"The cell empties early on "
+             f"{seeds(int((kept == 0).sum()), len(both))}") + ": through the first third of the search it keeps at least "
+            f"{kept.min()} of its five edges on every one of the {len(both)} seeds, and the mean p(none) "
+            f"over the edges falls on {seeds(falls, len(both))}. The train output cost, where every "
+            f"op's cost starts, is positive for {span(both.positive_output_cost_steps, 0)} steps from "
+            f"the start: the first epoch only on {seeds(one_epoch, len(both))}. With PyTorch's default "
+            f"initialisation the logits start small, so that cost starts near zero, and α, moving at "
+            f"3e-4 a step, has no time to let `none` win."]
+    scaled = _of(runs, "logit scale x20")
+    if len(scaled):
+        lost = 5 - (5 * scaled["growing.early_min_fraction"]).round().astype(int)
+        text.append(f"\n\nThe initial logit scale is the lever that empties the cell ({'{doc}'}`study`): "
+                    f"with the classifier's initial weights ×20 the output cost stays positive for "
+                    f"{span(scaled.positive_output_cost_steps, 0)} steps, `none` takes {span(lost, 0)} of "
+                    f"the five edges early, and the paper's statistic holds on "
+                    f"{count(scaled, 'growing.holds')} seeds.")
+    full = _of(runs, "full cell DSNAS")
+    if len(full):
+        text.append(f"On the full cell the output cost is positive for "
+                    f"{span(full.positive_output_cost_steps, 0)} steps and the cell keeps at least "
+                    f"{int((14 * full['growing.early_min_fraction']).round().min())} of its 14 edges "
+                    f"through the first third; {_stat_line(full, 'growing', 'seeds')}.")
+    text.append("\n\n" + _more_steps(runs, "DSNAS 20k steps", "growing"))
+    return Markdown(" ".join(text))
+
+
+def bilevel(runs: pd.DataFrame) -> Markdown:
+    """The bi-level chapter's summary: the gap, how many edges remain, the deep
+    edge's op, p(none)'s direction, the held-out and train costs, the control."""
+    bi, held = _of(runs, "faithful bi-level DARTS"), _of(runs, "faithful bi-level DARTS, held-out seeds")
+    ctrl = pd.concat([_of(runs, "faithful single-level control"),
+                      _of(runs, "faithful single-level control, held-out seeds")])
+    if not len(bi):
+        return Markdown(f"**What the study shows.** The faithful bi-level preset is {NOT_RUN}.")
+    both = pd.concat([bi, held])
+    rises = int((both.p_none_rise > 0).sum())
+    text = [f"**What the study shows.** The small clean train split gives the supernet a generalisation "
+            f"gap of {points(both.gap)} (train accuracy {span(both.train_acc, 2)}, held out "
+            f"{span(both.heldout_acc, 2)}) over the {len(both)} seeds. At the faithful preset "
+            f"({_steps(bi)}), {_stat_line(bi, 'bilevel', 'seeds that chose the settings')}"
+            + _held(held, "bilevel"),
+            ("The bi-level runs prune" if 2 * rises > len(both) else "The bi-level runs do not prune")
+            + f": the mean p(none) over the edges rises on {seeds(rises, len(both))}, "
+            f"and {span(both.final_selected, 0)} of the five edges remain at the end. The deep edge ends "
+            f"with {_deep_ops(both, 4)} of the {len(both)} seeds. Its convolutions cost "
+            f"{span(both.late_conv_cost_heldout_deep)} on the held-out split over the last tenth of the "
+            f"search, which α follows, and {span(both.late_conv_cost_train_deep)} on the train split."]
+    if len(ctrl):
+        text.append(f"The single-level control (same data, α on the train split) keeps "
+                    f"{span(ctrl.final_selected, 0)} of its five edges on the {len(ctrl)} seeds, and its mean "
+                    f"p(none) falls on {seeds(int((ctrl.p_none_rise < 0).sum()), len(ctrl))}"
+                    + (": the pruning comes from the held-out costs." if (ctrl.p_none_rise < 0).all() else "."))
+    full = _of(runs, "full cell bi-level DARTS")
+    if len(full):
+        text.append(f"\n\n**The full cell**: {span(full.final_selected, 0)} of its 14 edges remain at the end "
+                    f"(gap {points(full.gap)}); {_stat_line(full, 'bilevel', 'seeds')}.")
+    for name, what in (("bi-level DARTS, 256 clean images", "With twice the clean train images (256)"),
+                       ("bi-level DARTS 13k steps", "At the paper's 13k bi-level steps")):
+        sub = _of(runs, name)
+        text.append(f"\n\n{what}: " + (
+            f"a gap of {points(sub.gap)}, {span(sub.final_selected, 0)} edges remain at the end, the deep "
+            f"edge ends with {_deep_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}."
+            if len(sub) else f"{NOT_RUN}."))
+    return Markdown(" ".join(text))
+
+
+def _more_steps(runs: pd.DataFrame, name: str, stat: str) -> str:
+    sub, base = _of(runs, name), _of(runs, "faithful DSNAS")
+    if not len(sub):
+        return f"**With more steps** ({rung(name).note}): {NOT_RUN}."
+    ratio = sub.steps.iloc[0] / base.steps.iloc[0] if len(base) else float("nan")
+    return (f"**With {ratio:.1f} times the steps** ({_steps(sub)}): {_stat_line(sub, stat, 'seeds')}; "
+            f"the deep edge's p(none) ends at {span(sub.p_none_e4)} and its margin at {span(sub.margin_e4)}, "
+            f"{span(sub.final_selected, 0)} edges are selected at the end.")
+
+
+# ---- the study chapter and the introduction ----------------------------------------------
+def ablation(runs: pd.DataFrame) -> Markdown:
+    """What each departure of the first calibration does, put back alone."""
+    base = _of(runs, "faithful DSNAS")
+    if not len(base):
+        return Markdown(f"**What each departure does**: the faithful DSNAS preset is {NOT_RUN}.")
+    lines = ["**What each departure does**, against the faithful preset (width "
+             f"{count(base, 'width.holds')}, tie-aware {count(base, 'width_decisive.holds')}; deep edge's "
+             f"p(none) {span(base.p_none_e4)}; output cost positive for {span(base.positive_output_cost_steps, 0)} "
+             f"steps):\n"]
+    for name in ("arch lr x33", "logit scale x20", "no augmentation", "128 images, half the labels replaced"):
+        sub = _of(runs, name)
+        if not len(sub):
+            lines.append(f"- *{name}*: {NOT_RUN}.")
+            continue
+        lines.append(
+            f"- *{name}*: width holds on {count(sub, 'width.holds')} seeds (tie-aware "
+            f"{count(sub, 'width_decisive.holds')}), growing on {count(sub, 'growing.holds')}; the deep edge's "
+            f"p(none) ends at {span(sub.p_none_e4)} and its argmax is {_deep_ops(sub, 4)}; the output cost is positive for "
+            f"{span(sub.positive_output_cost_steps, 0)} steps; train accuracy {span(sub.train_acc, 2)}.")
+    return Markdown("\n".join(lines))
+
+
+def ladder(runs: pd.DataFrame) -> Markdown:
+    """What each rung of the ladder within reach shows, or that it has not run."""
+    lines = ["**What the ladder shows**, rung by rung:\n", "- " + _more_steps(runs, "DSNAS 20k steps", "width")]
+    for name in ("bi-level DARTS, 256 clean images", "bi-level DARTS 13k steps", "single-level control 13k steps",
+                 *(r.name for r in RUNGS if r.profile == "fashion" and r.group == "ladder")):
+        sub = _of(runs, name)
+        stat = "width" if rung(name).preset == "growing" else "bilevel"
+        lines.append(f"- *{name}*: " + (
+            f"{_stat_line(sub, stat)}; {span(sub.final_selected, 0)} edges remain at the end, gap {points(sub.gap)}."
+            if len(sub) else f"{NOT_RUN}."))
+    return Markdown("\n".join(lines))
+
+
+def headline(runs: pd.DataFrame) -> Markdown:
+    """The introduction's summary: each pattern at the faithful presets, tie-aware first."""
+    rows = []
+    for stat, name, held_name, label in (
+            ("growing", "faithful DSNAS", "faithful DSNAS, held-out seeds", "Growing, not pruning"),
+            ("width", "faithful DSNAS", "faithful DSNAS, held-out seeds", "Width over depth"),
+            ("bilevel", "faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds",
+             "No edge under bi-level optimisation")):
+        sub, held = _of(runs, name), _of(runs, held_name)
+        if not len(sub):
+            rows.append(f"- **{label}**: {NOT_RUN}.")
+            continue
+        k = int(sub[f"{stat}_decisive.holds"].sum()) + int(held[f"{stat}_decisive.holds"].sum())
+        n = len(sub) + len(held)
+        verdict = "appears" if k == n else "does not appear" if k == 0 else "appears on some seeds"
+        rows.append(f"- **{label} {verdict}** at this scale: the tie-aware statistic holds on "
+                    f"{k} of {n} seeds (seeds 0-4 and the held-out {min(HELDOUT_SEEDS)}-{max(HELDOUT_SEEDS)}), "
+                    f"the paper's argmax statistic on "
+                    f"{int(sub[f'{stat}.holds'].sum()) + int(held[f'{stat}.holds'].sum())} of {n}.")
+    return Markdown("\n".join(rows))

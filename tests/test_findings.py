@@ -1,0 +1,50 @@
+"""The chapters' summaries written from the study's runs (nas_core.chapters.findings):
+each number follows the table, and a rung not run is said to be so."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from nas_core.chapters import findings, study
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    return study.load_tables()[0]
+
+
+def test_phrases():
+    assert findings.seeds(5, 5) == "every seed" and findings.seeds(0, 5) == "no seed"
+    assert findings.seeds(2, 5) == "2 of 5 seeds"
+    assert findings.span([0.1234, 0.2]) == "0.123 to 0.200" and findings.span([0.1, 0.1]) == "0.100"
+    assert findings.points([0.074, 0.139]) == "7.4 to 13.9 points"
+
+
+@pytest.mark.parametrize("write", [findings.width, findings.growing, findings.bilevel, findings.ablation,
+                                   findings.ladder, findings.headline])
+def test_every_summary_follows_the_table(runs, write):
+    """A verdict flipped on one seed changes the summary's text; an empty table says
+    that nothing has run, not a number. (Rungs not yet run borrow a run of the same
+    preset's family, so that every sentence has numbers.)"""
+    borrowed = [runs[runs.rung == ("faithful DSNAS" if r.preset == "growing" else "faithful bi-level DARTS")]
+                .assign(rung=r.name) for r in study.RUNGS if r.name not in set(runs.rung)]
+    runs = pd.concat([runs, *borrowed], ignore_index=True)
+    text = write(runs).data
+    assert "nan" not in text
+    flipped = runs.copy()
+    for column in [c for c in runs.columns if c.endswith(".holds")]:
+        flipped[column] = ~runs[column].astype(bool)
+    assert write(flipped).data != text
+    assert findings.NOT_RUN in write(runs.iloc[:0]).data
+
+
+def test_width_states_the_table_s_counts_and_margins(runs):
+    text = findings.width(runs).data
+    faithful = runs[runs.rung == "faithful DSNAS"]
+    k = int(faithful["width_decisive.holds"].sum())
+    assert f"the tie-aware statistic holds on {k} of the {len(faithful)} seeds that chose the settings" in text
+    both = runs[runs.rung.isin(["faithful DSNAS", "faithful DSNAS, held-out seeds"])]
+    assert f"a margin of {findings.span(both.margin_e4)}" in text
+    shifted = runs.copy()
+    shifted.loc[shifted.rung == "faithful DSNAS", "margin_e4"] -= 0.5
+    assert findings.width(shifted).data != text
