@@ -102,14 +102,10 @@ def width(runs: pd.DataFrame) -> Markdown:
                  "edges on every seed") + ": over the last tenth of the search the "
                 f"input edges' convolutions cost {span(both.late_conv_cost_train_input)} on the train split "
                 f"and the deep edge's {span(both.late_conv_cost_train_deep)}.")
-    full = _of(runs, "full cell DSNAS")
-    if len(full):
-        text.append(f"\n\n**The full cell** (14 edges, the authors' first experiment): "
-                    f"{_stat_line(full, 'width')}; {span(full.final_selected, 0)} edges "
-                    f"are selected at the end, and every deep edge's argmax is `none` on "
-                    f"{seeds(int((full['width.deep_edges_selected'] == 0).sum()), len(full))}.")
-    text.append("\n\n" + _more_steps(runs, "DSNAS 20k steps", "width"))
-    return Markdown(" ".join(text))
+    return _dsnas_ending(runs, text, "width", lambda full: (
+        f"\n\n**The full cell** (14 edges, the authors' first experiment): {_stat_line(full, 'width')}; "
+        f"{span(full.final_selected, 0)} edges are selected at the end, and every deep edge's argmax is "
+        f"`none` on {seeds(int((full['width.deep_edges_selected'] == 0).sum()), len(full))}."))
 
 
 def growing(runs: pd.DataFrame) -> Markdown:
@@ -133,22 +129,16 @@ def growing(runs: pd.DataFrame) -> Markdown:
             f"the start: the first epoch only on {seeds(one_epoch, len(both))}. With PyTorch's default "
             f"initialisation the logits start small, so that cost starts near zero, and α, moving at "
             f"3e-4 a step, has no time to let `none` win."]
-    scaled = _of(runs, "logit scale x20")
-    if len(scaled):
-        lost = 5 - (5 * scaled["growing.early_min_fraction"]).round().astype(int)
-        text.append(f"\n\nThe initial logit scale is the lever that empties the cell ({'{doc}'}`study`): "
-                    f"with the classifier's initial weights ×20 the output cost stays positive for "
-                    f"{span(scaled.positive_output_cost_steps, 0)} steps, `none` takes {span(lost, 0)} of "
-                    f"the five edges early, and the paper's statistic holds on "
-                    f"{count(scaled, 'growing.holds')} seeds.")
-    full = _of(runs, "full cell DSNAS")
-    if len(full):
-        text.append(f"On the full cell the output cost is positive for "
-                    f"{span(full.positive_output_cost_steps, 0)} steps and the cell keeps at least "
-                    f"{int((14 * full['growing.early_min_fraction']).round().min())} of its 14 edges "
-                    f"through the first third; {_stat_line(full, 'growing', 'seeds')}.")
-    text.append("\n\n" + _more_steps(runs, "DSNAS 20k steps", "growing"))
-    return Markdown(" ".join(text))
+    text.append(_if_run(runs, "logit scale x20", lambda scaled: (
+        f"\n\nThe initial logit scale is the lever that empties the cell ({'{doc}'}`study`): with the "
+        f"classifier's initial weights ×20 the output cost stays positive for "
+        f"{span(scaled.positive_output_cost_steps, 0)} steps, `none` takes "
+        f"{span(5 - (5 * scaled['growing.early_min_fraction']).round(), 0)} of the five edges early, and "
+        f"the paper's statistic holds on {count(scaled, 'growing.holds')} seeds.")))
+    return _dsnas_ending(runs, text, "growing", lambda full: (
+        f"On the full cell the output cost is positive for {span(full.positive_output_cost_steps, 0)} steps "
+        f"and the cell keeps at least {int((14 * full['growing.early_min_fraction']).round().min())} of its "
+        f"14 edges through the first third; {_stat_line(full, 'growing')}."))
 
 
 def bilevel(runs: pd.DataFrame) -> Markdown:
@@ -189,6 +179,19 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
             f"edge ends with {_deep_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}."
             if len(sub) else f"{NOT_RUN}."))
     return Markdown(" ".join(text))
+
+
+def _if_run(runs: pd.DataFrame, name: str, describe) -> str:
+    """``describe(the rung's rows)``, or nothing where the rung has not run."""
+    sub = _of(runs, name)
+    return describe(sub) if len(sub) else ""
+
+
+def _dsnas_ending(runs: pd.DataFrame, text: list[str], stat: str, full_cell) -> Markdown:
+    """A DSNAS chapter's summary ``text``, then the full cell (``full_cell(rows)``) and
+    the rung with more steps, each where it has run."""
+    text.append(_if_run(runs, "full cell DSNAS", full_cell))
+    return Markdown(" ".join(text) + "\n\n" + _more_steps(runs, "DSNAS 20k steps", stat))
 
 
 def _more_steps(runs: pd.DataFrame, name: str, stat: str) -> str:
