@@ -172,6 +172,13 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     row["deep_avoided.holds"] = patterns.deep_avoided(h, cell_type)["holds"]
     first_p = np.mean(record.p_none(recs[0], cell_type))
     row["p_none_rise"] = float(np.mean(p_none) - first_p)   # mean over edges, last epoch minus first
+    # how far α moved while the train output cost was positive (from epoch 0 to the phase's last epoch):
+    # `none` can gain an edge only in that phase
+    end = recs[first_negative - 1] if first_negative else h.initial
+    row["alpha_moved_positive_phase"] = float(np.abs(record.alpha(end, cell_type)
+                                                     - record.alpha(h.initial, cell_type)).max())
+    row["p_none_gain_positive_phase"] = float((record.p_none(end, cell_type)
+                                               - record.p_none(h.initial, cell_type)).max())
     row["growing.early_min_fraction"] = stats["growing"]["early_min_fraction"]
     row["width.input_edges_fraction"] = stats["width"]["input_edges_fraction"]
     row["width.deep_edges_selected"] = stats["width"]["deep_edges_selected"]
