@@ -128,11 +128,11 @@ def growing(runs: pd.DataFrame) -> Markdown:
             f"op's cost starts, is positive for {span(both.positive_output_cost_steps, 0)} steps from "
             f"the start: the first epoch only on {seeds(one_epoch, len(both))}. With PyTorch's default "
             f"initialisation the logits start small, so that cost starts near zero, and α, moving at "
-            f"3e-4 a step, has no time to let `none` win."]
+            f"3e-4 a step, has no time to let `none` win" + _positive_phase(both) + "."]
     text.append(_if_run(runs, "logit scale x20", lambda scaled: (
         f"\n\nThe initial logit scale is the lever that empties the cell ({'{doc}'}`study`): with the "
         f"classifier's initial weights ×20 the output cost stays positive for "
-        f"{span(scaled.positive_output_cost_steps, 0)} steps, `none` takes "
+        f"{span(scaled.positive_output_cost_steps, 0)} steps{_positive_phase(scaled)}; `none` takes "
         f"{span(5 - (5 * scaled['growing.early_min_fraction']).round(), 0)} of the five edges early, and "
         f"the paper's statistic holds on {count(scaled, 'growing.holds')} seeds.")))
     return _dsnas_ending(runs, text, "growing", lambda full: (
@@ -185,6 +185,19 @@ def _if_run(runs: pd.DataFrame, name: str, describe) -> str:
     """``describe(the rung's rows)``, or nothing where the rung has not run."""
     sub = _of(runs, name)
     return describe(sub) if len(sub) else ""
+
+
+def _positive_phase(sub: pd.DataFrame) -> str:
+    """', in that phase α moves at most a and p(none) gains at most b (on k seeds)', on
+    the seeds whose rows measured it (a column added after some runs were tabulated)."""
+    if "alpha_moved_positive_phase" not in sub:
+        return ""
+    measured = sub.dropna(subset=["alpha_moved_positive_phase"])
+    if not len(measured):
+        return ""
+    where = "" if len(measured) == len(sub) else f" (measured on {len(measured)} of the {len(sub)} seeds)"
+    return (f": in that phase α moves by at most {measured.alpha_moved_positive_phase.max():.2g} and an edge's "
+            f"p(none) gains at most {measured.p_none_gain_positive_phase.max():.1g}{where}")
 
 
 def _dsnas_ending(runs: pd.DataFrame, text: list[str], stat: str, full_cell) -> Markdown:
