@@ -57,7 +57,10 @@ def initial_alpha(config: SearchConfig, types) -> dict[str, torch.Tensor]:
 class SearchState:
     """The state of one search for ``config``: ``net``, ``alpha`` (one leaf per
     cell type), ``w_opt`` (SGD on the weights), ``a_opt`` (Adam on alpha),
-    ``splits`` (on the config's device), ``epoch`` and ``step``."""
+    ``splits`` (on the config's device), ``epoch`` (epochs done) and ``step``
+    (the step within the epoch, named by a DivergenceError). Every part of a
+    :class:`~nas_core.search.Search` reads and writes this one object, so a
+    checkpoint of it is a checkpoint of the search."""
 
     def __init__(self, config: SearchConfig, splits: datasets.Splits | None = None):
         self.config = config
