@@ -1,4 +1,4 @@
-"""Bi-level updates (nas_core.search.bilevel): DARTS' second-order alpha signal
+"""Bi-level updates (nas_core.search.bilevel, ``Search.heldout_alpha_step``): DARTS' second-order alpha signal
 equals the exact gradient of the held-out loss after one virtual SGD step, the
 momentum term included, to the accuracy of its finite difference (float64)."""
 from __future__ import annotations
@@ -46,13 +46,13 @@ def test_unrolled_cost_is_the_exact_second_order_gradient(fd_step, tolerance):
     step small enough to cross none agrees to 1e-6."""
     with fast_path(False):  # the plain network has a double backward (fast == plain: test_fast_network)
         s = _search()
-    s.FD_STEP = fd_step
+    s.heldout_alpha_step.FD_STEP = fd_step
     sp = s.splits
     xt, yt, xv, yv = sp.train_x[:16], sp.train_y[:16], sp.heldout_x[:16], sp.heldout_y[:16]
     samples = s.draw(torch.Generator().manual_seed(0))
     with kept_buffers(s.net):
         before = [p.detach().clone() for p in s.params]
-        cost, _, _ = s.unrolled_cost(xv, yv, xt, yt, samples)
+        cost, _, _ = s.heldout_alpha_step.unrolled_cost(xv, yv, xt, yt, samples)
         assert all(torch.equal(p, b) for p, b in zip(s.params, before)), "the weights must be restored"
         exact = _exact_hypergradient(s, xv, yv, xt, yt, samples)
         first_order = s.measure(xv, yv, samples)["cost"]
@@ -67,7 +67,7 @@ def test_virtual_step_includes_the_momentum_term():
     s = _search()
     grads = [torch.ones_like(p) for p in s.params]
     before = [p.detach().clone() for p in s.params]
-    s.virtual_step(grads, eta=0.1)
+    s.heldout_alpha_step.virtual_step(grads, eta=0.1)
     c = s.config
     for p, w, g in zip(s.params, before, grads):
         expected = w - 0.1 * (g + c.weight_decay * w + c.momentum * s.w_opt.state[p]["momentum_buffer"])

@@ -28,7 +28,7 @@ from nas_core.cli import main as cli_main
 from nas_core.runs import history as hist
 from nas_core.runs import io as runio
 from nas_core.runs import parallel, sweep, sweep_backends
-from nas_core.search import Search
+from nas_core.search import CostPasses, Search, SearchState
 
 ROOT = Path(__file__).resolve().parents[1]
 # 4 epochs (kills and corruptions land before, between and after checkpoints), batches of 32
@@ -293,32 +293,30 @@ def test_divergence_stops_the_run_keeping_finished_epochs(tmp_path, capsys):
     tally(True)
 
 
-@pytest.mark.parametrize("where, quantity", [("_weight_step", "the weights' gradient norm"),
+@pytest.mark.parametrize("where, quantity", [("weights", "the weights' gradient norm"),
                                              ("loss", "the train loss"), ("alpha", r"alpha \(normal\)")])
 def test_injected_nan_names_epoch_step_and_quantity(tmp_path, monkeypatch, where, quantity):
     config = SearchConfig(**TINY)
-    real_weight, real_alpha = Search._weight_step, Search._alpha_step
+    real_weights, real_alpha, real_forward = SearchState.update_weights, SearchState.update_alpha, CostPasses.forward
     poisoned = {"epoch": 1, "step": 2}  # 0-based epoch, 1-based step
 
-    def hit(self):
-        return self.epoch == poisoned["epoch"] and self.step == poisoned["step"]
+    def hit(state):
+        return state.epoch == poisoned["epoch"] and state.step == poisoned["step"]
 
-    if where == "_weight_step":
-        monkeypatch.setattr(Search, "_weight_step",
-                            lambda self: torch.tensor(float("nan")) if hit(self) else real_weight(self))
+    if where == "weights":
+        monkeypatch.setattr(SearchState, "update_weights",
+                            lambda self: torch.tensor(float("nan")) if hit(self) else real_weights(self))
     elif where == "alpha":
-        def alpha_step(self, samples, cost):
+        def update_alpha(self, samples, cost):
             real_alpha(self, samples, cost)
             if hit(self):
                 self.alpha["normal"].data[0, 0] = float("inf")
-        monkeypatch.setattr(Search, "_alpha_step", alpha_step)
+        monkeypatch.setattr(SearchState, "update_alpha", update_alpha)
     else:
-        real_forward = Search.forward
-
         def forward(self, x, samples):
             logits, z = real_forward(self, x, samples)
-            return (logits * float("nan") if hit(self) else logits), z
-        monkeypatch.setattr(Search, "forward", forward)
+            return (logits * float("nan") if hit(self.state) else logits), z
+        monkeypatch.setattr(CostPasses, "forward", forward)
     with pytest.raises(DivergenceError, match=rf"epoch 2, step 2: {quantity} is (nan|inf)"):
         run(config, tmp_path / "r", progress=False)
     assert len(load(tmp_path / "r")) == 1

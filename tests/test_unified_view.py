@@ -57,12 +57,19 @@ def forward_backward(s, samples, x, y):
     s.net.zero_grad(set_to_none=True)
     logits, z = s.forward(x, samples)
     loss = F.cross_entropy(logits, y)
-    s.backward(loss, z)
+    s.passes.backward(loss, z)
     return logits, z, loss
 
 
+def costs(s, z, samples):
+    """Cost per (network cell, edge, op) and which entries were computed, as float64 numpy:
+    what the epoch records (``CostPasses.cost_tensors``, the layout of ``CostStats``)."""
+    cost, computed = s.passes.cost_tensors(z, samples)
+    return cost.double().cpu().numpy(), computed.cpu().numpy()
+
+
 def z_network_order(s, samples):
-    """Z per network cell (cells, edges, ops), in the layout of ``Search.costs``."""
+    """Z per network cell (cells, edges, ops), in the layout of :func:`costs`."""
     return np.stack([samples[t].z.detach().double().cpu().numpy() for t, _ in s.cell_index])
 
 
@@ -73,7 +80,7 @@ def z_weighted_per_cell(s, samples, x, y, train=True):
         logits, z, _ = forward_backward(s, samples, x, y)
     finally:
         s.net.train()
-    cost, _ = s.costs(z, samples)
+    cost, _ = costs(s, z, samples)
     return (z_network_order(s, samples) * cost).sum(axis=(1, 2)), output_cost(logits.detach(), y)[0].mean().item()
 
 
@@ -81,7 +88,7 @@ def z_weighted_per_cell(s, samples, x, y, train=True):
 
 @pytest.mark.parametrize("algorithm, network", [("darts", "all_normal"), ("darts", "standard"), ("dsnas", "all_normal")])
 def test_cost_equals_central_finite_difference(algorithm, network):
-    """The recorded cost (z.grad, laid out by ``Search.costs``) is dL/dZ: it matches a central
+    """The recorded cost (z.grad, laid out as the epoch records it) is dL/dZ: it matches a central
     finite difference of the loss w.r.t. that one Z entry (BN uses the batch's statistics in
     both, so the loss is a deterministic function of Z). The standard network has 4 cells,
     normal-reduce-reduce-normal, so network order differs from grouping by cell type."""
@@ -90,7 +97,7 @@ def test_cost_equals_central_finite_difference(algorithm, network):
     x, y = batch(s)
     samples = s.draw(torch.Generator().manual_seed(0))
     _, z, _ = forward_backward(s, samples, x, y)
-    cost, computed = s.costs(z, samples)
+    cost, computed = costs(s, z, samples)
     base = {t: v.detach().clone() for t, v in z.items()}
     rng = np.random.default_rng(0)
     if algorithm == "darts":
@@ -385,7 +392,7 @@ def test_none_costs_exactly_zero():
     samples = s.draw(torch.Generator().manual_seed(0))
     assert torch.all(samples["normal"].z[:, NONE] > 0)  # none has weight, but it never runs
     _, z, _ = forward_backward(s, samples, x, y)
-    cost, computed = s.costs(z, samples)
+    cost, computed = costs(s, z, samples)
     assert np.all(cost[..., NONE] == 0.0) and np.all(computed[..., NONE])
     assert np.abs(cost[..., 1:]).max() > 1e-4
     rec = s.run_epoch()

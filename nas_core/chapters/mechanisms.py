@@ -243,8 +243,7 @@ def sampled_costs(s: Search, split: str = "train", n_batches: int = 20, seed: in
     and entropy (batch means) and every sampled non-none op's cost summed over
     cells, plus the per-cell Z-weighted costs of every batch."""
     g = torch.Generator().manual_seed(seed)
-    sp = s.splits
-    x_all, y_all = (sp.train_x, sp.train_y) if split == "train" else (sp.heldout_x, sp.heldout_y)
+    x_all, y_all = s.examples(split)
     relax, t = UniformSample(), "normal"
     op_costs, batch_rows, cell_rows = [], [], []
     outs = OutputCostStats()

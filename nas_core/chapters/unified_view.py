@@ -20,8 +20,6 @@ The chapter derives the identities and its check cell asserts them;
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 import torch
@@ -31,7 +29,7 @@ from ..config import Intervention, SearchConfig
 from ..cost import output_cost
 from ..ops import NONE, OPS
 from ..relax import masked, probabilities
-from ..search import Search, kept_buffers
+from ..search import Search
 
 #: the small network of the checks: 3 normal cells of 4 channels on digits
 SMALL = dict(data="digits", cells=3, channels=4, batch_size=32, epochs=1)
@@ -48,19 +46,16 @@ def small_search(algorithm: str = "darts", *, seed: int = 0, bn_eps: float | Non
     s = Search(cfg)
     s.to(torch.float64)
     if bn_eps is not None:
-        for m in s.net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eps = bn_eps
+        s.set_batch_norm_eps(bn_eps)
     g = torch.Generator().manual_seed(10_000 + seed)
-    for a in s.alpha.values():
-        a.data = a.data.double() + alpha_std * torch.randn(a.shape, generator=g, dtype=torch.float64)
+    s.set_alpha({t: a.detach() + alpha_std * torch.randn(a.shape, generator=g, dtype=torch.float64)
+                 for t, a in s.alpha.items()})
     return s
 
 
 def batch(s: Search, n: int | None = None, start: int = 0):
     """A fixed batch of the train split."""
-    n = n or s.config.batch_size
-    return s.splits.train_x[start:start + n], s.splits.train_y[start:start + n]
+    return s.examples("train", start, n or s.config.batch_size)
 
 
 def draw(s: Search, seed: int = 0, relax=None):
@@ -72,16 +67,6 @@ def _active(samples):
     return {t: sm.active for t, sm in samples.items()}
 
 
-@contextlib.contextmanager
-def _mode(net, train: bool):
-    was = net.training
-    net.train(train)
-    try:
-        yield
-    finally:
-        net.train(was)
-
-
 def gumbel_noise(shape, seed: int, dtype) -> torch.Tensor:
     """The Gumbel noise a relaxation draws first from a generator seeded with
     ``seed`` (written out again here, so that the checks do not reuse the code
@@ -91,8 +76,8 @@ def gumbel_noise(shape, seed: int, dtype) -> torch.Tensor:
 
 
 def _loss_at(s: Search, samples, x, y, z, train: bool = True) -> float:
-    with torch.no_grad(), kept_buffers(s.net), _mode(s.net, train):
-        return F.cross_entropy(s.net(x, z, _active(samples)), y).item()
+    with torch.no_grad(), s.measuring(train):
+        return F.cross_entropy(s.logits(x, z, _active(samples)), y).item()
 
 
 def _rel(a, b, floor: float = 1e-12) -> float:
@@ -181,8 +166,8 @@ def alpha_gradient(s: Search, x, y, seed: int = 0) -> dict:
     cost = s.measure(x, y, samples)["cost"][t].sum(0)  # cells share alpha: their costs add up
     rule = torch.autograd.grad(samples[t].alpha_loss(cost), alpha)[0]
     z_alpha = _z_of_alpha(algorithm, alpha, allowed, samples, seed, tau)
-    with kept_buffers(s.net):
-        logits = s.net(x, {t: z_alpha.unsqueeze(0).expand(s.net.count(t), -1, -1)}, _active(samples))
+    with s.measuring():
+        logits = s.logits(x, s.z_for_cells({t: z_alpha}), _active(samples))
         auto = torch.autograd.grad(F.cross_entropy(logits, y), alpha)[0]
     p = probabilities(alpha.detach(), allowed)
     zs = samples[t].z
@@ -216,10 +201,10 @@ def forward_nodes(s: Search, x, z, active):
     """The network's forward pass keeping every cell's intermediate nodes in the
     graph with their gradients retained (``supernet.Network``'s ``nodes``).
     Returns (logits, nodes) with nodes[cell][j] the tensor of node j."""
-    if len(s.net.types) != 1:
+    if len(s.types) != 1:
         raise ValueError("forward_nodes handles networks of normal cells only")
     nodes = []
-    logits = s.net(x, z, active, nodes=nodes)
+    logits = s.logits(x, z, active, nodes=nodes)
     return logits, nodes
 
 
@@ -227,9 +212,8 @@ def node_identity(s: Search, samples, x, y):
     """Per cell and intermediate node j: sum over incoming edges and ops of
     Z C (left) and <dL/dx_j, x_j> (right)."""
     t = "normal"
-    z = {t: samples[t].z.detach().unsqueeze(0).expand(s.net.count(t), -1, -1).clone().requires_grad_()}
-    with kept_buffers(s.net):
-        s.net.zero_grad(set_to_none=True)
+    z = {t: s.z_for_cells({t: samples[t].z.detach()})[t].clone().requires_grad_()}
+    with s.measuring():
         logits, nodes = forward_nodes(s, x, z, _active(samples))
         F.cross_entropy(logits, y).backward()
     weighted = (z[t].detach() * z[t].grad).numpy()
@@ -249,8 +233,7 @@ def output_cost_identity(s: Search, samples, x, y, train: bool = True) -> dict:
     batch mean of E_p f - f_y; of loss - entropy; and the last cell's
     Z-weighted cost (equal only where the last cell is homogeneous in its Z)."""
     t = "normal"
-    with kept_buffers(s.net), _mode(s.net, train):
-        s.net.zero_grad(set_to_none=True)
+    with s.measuring(train):
         logits, z = s.forward(x, samples)
         logits.retain_grad()
         F.cross_entropy(logits, y).backward()
@@ -285,18 +268,9 @@ def cell_sums(s: Search, samples, x, y, train: bool = True) -> np.ndarray:
 def _estimate_running_stats(s: Search, n_batches: int = 5):
     """BN running statistics as the cumulative average over ``n_batches``
     train batches (what a trained network carries into eval mode)."""
-    bns = [m for m in s.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
     samples = draw(s, 12345)
-    z = {"normal": samples["normal"].z.unsqueeze(0).expand(s.net.count("normal"), -1, -1)}
-    with torch.no_grad(), _mode(s.net, True):
-        for i in range(n_batches):
-            s.net(batch(s, start=32 * (i + 1))[0], z, _active(samples))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
+    images = [batch(s, start=32 * (i + 1))[0] for i in range(n_batches)]
+    s.estimate_bn_statistics(images, s.z_for_cells({"normal": samples["normal"].z}), _active(samples))
 
 
 #: The scale-invariance scenarios: (label, small_search kwargs, BN train mode?)

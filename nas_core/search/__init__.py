@@ -6,15 +6,24 @@ runs forward and backward once, and reads the cost dL/dZ off the leaves' .grad.
 The weights' gradient comes from the same backward pass; alpha's gradient is
 the relaxation's rule applied to the cost summed over the cells sharing alpha.
 
-One class, :class:`Search`, built in layers, one module each:
+:class:`Search` (``search``) is composed of its parts, one module each:
 
-- ``state``: what a search holds (net, alpha, optimisers, schedules) and its checkpoint;
-- ``step``: one forward/backward (:meth:`Search.measure` is its public form) and the
-  single-level step;
-- ``bilevel``: the held-out alpha step, first order and DARTS' unrolled second order;
-- ``epoch``: the loop over one epoch, evaluation, probing and the epoch record.
+- ``state``: :class:`SearchState`, what a search holds (net, alpha, optimisers, data
+  splits, schedules), the optimiser updates and the checkpoint;
+- ``passes``: :class:`CostPasses`, the one forward/backward pass that reads the cost
+  (:meth:`Search.measure` is its public form);
+- ``step``: :class:`SingleLevelStep`, the training step;
+- ``bilevel``: :class:`BilevelAlphaStep`, the held-out alpha step, first order and
+  DARTS' unrolled second order;
+- ``epoch``: :class:`EpochLoop`, the loop over one epoch, evaluation, probing and the
+  epoch record.
 """
-from .epoch import Search, initial_record
-from .state import epoch_generator, kept_buffers
+from .bilevel import BilevelAlphaStep
+from .epoch import EpochLoop, initial_record
+from .passes import CostPasses
+from .search import Search
+from .state import SearchState, epoch_generator, kept_buffers
+from .step import SingleLevelStep
 
-__all__ = ["Search", "epoch_generator", "initial_record", "kept_buffers"]
+__all__ = ["BilevelAlphaStep", "CostPasses", "EpochLoop", "Search", "SearchState", "SingleLevelStep",
+           "epoch_generator", "initial_record", "kept_buffers"]

@@ -1,6 +1,6 @@
 """One epoch: the loop over the training batches (single- or bi-level), the
 held-out evaluation, the optional probe, and the epoch record that
-:mod:`nas_core.record` reads."""
+:mod:`nas_core.record` reads (its architecture part: :func:`architecture`)."""
 from __future__ import annotations
 
 import time
@@ -13,83 +13,36 @@ from ..cost import CostStats, OutputCostStats
 from ..ops import NONE, OPS
 from ..relax import Darts, probabilities
 from ..space import cell_types, derive, derive_darts, selected_edges, width_depth
-from .bilevel import Bilevel
-from .state import epoch_generator, initial_alpha, kept_buffers
+from .bilevel import BilevelAlphaStep
+from .passes import CostPasses
+from .state import SearchState, epoch_generator, initial_alpha, kept_buffers
+from .step import SingleLevelStep
 
 
-class Search(Bilevel):
-    """One search: the supernet, alpha per cell type, both optimizers and the data
-    splits for ``config``. :meth:`run_epoch` trains one epoch and returns its
-    record (costs, alpha, the derived cell); :func:`nas_core.run` drives it,
-    with checkpoints and the run cache."""
+class EpochLoop:
+    """The epochs of a search (its :class:`SearchState`), as DARTS' ``train_search.py``
+    runs them: per training batch the held-out alpha step (bi-level) and then the
+    training step; afterwards the held-out evaluation and the optional probe."""
 
-    # ---- measuring without learning --------------------------------------------
-    def probe(self, n_batches: int, generator) -> tuple[dict, dict]:
-        """All ops' costs at the current alpha (Z = softmax(alpha), every allowed op
-        runs) on ``n_batches`` train and held-out batches, BN in train mode; nothing
-        is updated (BN running statistics are restored afterwards)."""
-        splits = ("probe_train", "probe_heldout")
-        stats, outs = self._new_stats(splits), self._new_outs(splits)
-        s = self.splits
-        with kept_buffers(self.net):
-            for split, (x_all, y_all) in (("probe_train", (s.train_x, s.train_y)),
-                                          ("probe_heldout", (s.heldout_x, s.heldout_y))):
-                done = 0
-                while done < n_batches:
-                    for x, y in datasets.batches(x_all, y_all, self.config.batch_size, generator):
-                        samples = self.draw(generator, relax=Darts())
-                        _, logits, z = self.forward_backward(x, y, samples, weight_grads=False)
-                        outs[split].add(logits.detach(), y)
-                        stats[split].add(*self.cost_tensors(z, samples))
-                        done += 1
-                        if done == n_batches:
-                            break
-        self.zero_grad()
-        return stats, outs
-
-    @torch.no_grad()
-    def evaluate(self, generator) -> OutputCostStats:
-        """Held-out output cost and accuracy on the first ``eval_size`` held-out
-        images, Z drawn as in training, BN with batch statistics as in training and
-        in the cost measurements (with few steps per epoch the running statistics
-        lag far behind the weights). No graph is built: nothing is backpropagated."""
-        outs = OutputCostStats()
-        n = self.config.eval_size or len(self.splits.heldout_y)
-        with kept_buffers(self.net), torch.no_grad():
-            for x, y in datasets.batches(self.splits.heldout_x[:n], self.splits.heldout_y[:n], 256, generator):
-                samples = self.draw(generator)
-                z = {t: s.z.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, s in samples.items()}
-                outs.add(self.net(x, z, {t: s.active for t, s in samples.items()}), y)
-        return outs
-
-    # ---- one epoch -------------------------------------------------------------
-    def view(self, x, generator):
-        """The batch as training sees it: a fresh augmented view when
-        ``augment_shift`` is set (both splits, as the authors augment both halves)."""
-        c = self.config
-        if not c.augment_shift:
-            return x
-        return datasets.augment(x, c.augment_shift, self.splits.flip_ok, generator, self.splits.border)
-
-    def _new_stats(self, splits):
-        return {s: CostStats(len(self.cell_index), self.topology.n_edges, len(OPS)) for s in splits}
-
-    def _new_outs(self, splits):
-        return {s: OutputCostStats() for s in splits}
+    def __init__(self, state: SearchState, passes: CostPasses, train_step: SingleLevelStep,
+                 heldout_alpha_step: BilevelAlphaStep):
+        self.state, self.passes = state, passes
+        self.train_step, self.heldout_alpha_step = train_step, heldout_alpha_step
 
     def run_epoch(self) -> dict:
         """Train one epoch and return its history record."""
-        c, start = self.config, time.perf_counter()
-        lr = self.lr_at(self.epoch)
-        for group in self.w_opt.param_groups:
+        st, start = self.state, time.perf_counter()
+        c = st.config
+        lr = st.lr_at(st.epoch)
+        for group in st.w_opt.param_groups:
             group["lr"] = lr
-        g = epoch_generator(c.seed, self.epoch)
-        stats, outs = self._new_stats(("train", "heldout")), self._new_outs(("train",))
+        g = epoch_generator(c.seed, st.epoch)
+        stats, outs = self.new_cost_stats(("train", "heldout")), self.new_output_stats(("train",))
         update_alpha = c.alpha_updated_on is not None
-        s = self.splits
-        self.net.train()
+        s = st.splits
+        st.net.train()
         for i, (x, y) in enumerate(datasets.batches(s.train_x, s.train_y, c.batch_size, g)):
-            self.step = i + 1  # named by a DivergenceError
+            st.step = i + 1  # named by a DivergenceError
             x = self.view(x, g)
             if c.level == "bi" and update_alpha:
                 xv, yv = datasets.random_batch(s.heldout_x, s.heldout_y, c.batch_size, g)
@@ -101,13 +54,13 @@ class Search(Bilevel):
         output = {k: v.summary() for k, v in outs.items()}
         output["heldout"] = self.evaluate(g).summary()
         if c.probe_batches:
-            pstats, pouts = self.probe(c.probe_batches, epoch_generator(c.seed, self.epoch, stream=1))
+            pstats, pouts = self.probe(c.probe_batches, epoch_generator(c.seed, st.epoch, stream=1))
             cost.update({k: v.summary() for k, v in pstats.items()})
             output.update({k: v.summary() for k, v in pouts.items()})
-        self.epoch += 1
+        st.epoch += 1
         return {
-            "epoch": self.epoch,
-            **self.architecture(),
+            "epoch": st.epoch,
+            **architecture(st.alpha, st.allowed, st.topology),
             "cost": cost,
             "output_cost": output,
             "train_acc": output["train"]["accuracy"],
@@ -115,14 +68,68 @@ class Search(Bilevel):
             "heldout_acc": output["heldout"]["accuracy"],
             "heldout_loss": output["heldout"]["loss"],
             "lr": lr,
-            "temperature": self.temperature_at(self.epoch - 1),
+            "temperature": st.temperature_at(st.epoch - 1),
             "seconds": time.perf_counter() - start,
         }
 
-    def architecture(self) -> dict:
-        """alpha, p, the derived cells (``none`` counted, and DARTS' top-2) and
-        their wiring metrics, per cell type."""
-        return architecture(self.alpha, self.allowed, self.topology)
+    def view(self, x, generator):
+        """The batch as training sees it: a fresh augmented view when
+        ``augment_shift`` is set (both splits, as the authors augment both halves)."""
+        c, s = self.state.config, self.state.splits
+        if not c.augment_shift:
+            return x
+        return datasets.augment(x, c.augment_shift, s.flip_ok, generator, s.border)
+
+    def new_cost_stats(self, splits) -> dict:
+        """Empty cost statistics, one per named split, laid out (cells, edges, ops)."""
+        st = self.state
+        return {s: CostStats(len(st.cell_index), st.topology.n_edges, len(OPS)) for s in splits}
+
+    @staticmethod
+    def new_output_stats(splits) -> dict:
+        """Empty output statistics (output cost, loss, accuracy), one per named split."""
+        return {s: OutputCostStats() for s in splits}
+
+    # ---- measuring without learning --------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, generator) -> OutputCostStats:
+        """Held-out output cost and accuracy on the first ``eval_size`` held-out
+        images, Z drawn as in training, BN with batch statistics as in training and
+        in the cost measurements (with few steps per epoch the running statistics
+        lag far behind the weights). No graph is built: nothing is backpropagated."""
+        st = self.state
+        outs = OutputCostStats()
+        n = st.config.eval_size or len(st.splits.heldout_y)
+        with kept_buffers(st.net), torch.no_grad():
+            for x, y in datasets.batches(st.splits.heldout_x[:n], st.splits.heldout_y[:n], 256, generator):
+                samples = self.passes.draw(generator)
+                z = {t: s.z.unsqueeze(0).expand(st.net.count(t), -1, -1) for t, s in samples.items()}
+                outs.add(st.net(x, z, {t: s.active for t, s in samples.items()}), y)
+        return outs
+
+    def probe(self, n_batches: int, generator) -> tuple[dict, dict]:
+        """All ops' costs at the current alpha (Z = softmax(alpha), every allowed op
+        runs) on ``n_batches`` train and held-out batches, BN in train mode; nothing
+        is updated (BN running statistics are restored afterwards)."""
+        st, passes = self.state, self.passes
+        splits = ("probe_train", "probe_heldout")
+        stats, outs = self.new_cost_stats(splits), self.new_output_stats(splits)
+        s = st.splits
+        with kept_buffers(st.net):
+            for split, (x_all, y_all) in (("probe_train", (s.train_x, s.train_y)),
+                                          ("probe_heldout", (s.heldout_x, s.heldout_y))):
+                done = 0
+                while done < n_batches:
+                    for x, y in datasets.batches(x_all, y_all, st.config.batch_size, generator):
+                        samples = passes.draw(generator, relax=Darts())
+                        _, logits, z = passes.forward_backward(x, y, samples, weight_grads=False)
+                        outs[split].add(logits.detach(), y)
+                        stats[split].add(*passes.cost_tensors(z, samples))
+                        done += 1
+                        if done == n_batches:
+                            break
+        st.zero_grad()
+        return stats, outs
 
 
 def architecture(alpha: dict, allowed: dict, topology) -> dict:

@@ -1,5 +1,8 @@
 """What a search holds: the supernet, alpha per cell type, both optimisers, the
-data splits and the schedules, and the checkpoint that restores all of it."""
+data splits and the schedules, the optimiser updates, and the checkpoint that
+restores all of it. The steps (:mod:`.step`, :mod:`.bilevel`) and the epoch loop
+(:mod:`.epoch`) share one :class:`SearchState` and hold nothing of their own that
+a checkpoint would need."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +12,7 @@ import torch
 
 from .. import data as datasets
 from ..config import SearchConfig
+from ..faults import DivergenceError
 from ..fast import network
 from ..fast.memory import keep_freed_memory
 from ..ops import OPS
@@ -53,7 +57,10 @@ def initial_alpha(config: SearchConfig, types) -> dict[str, torch.Tensor]:
 class SearchState:
     """The state of one search for ``config``: ``net``, ``alpha`` (one leaf per
     cell type), ``w_opt`` (SGD on the weights), ``a_opt`` (Adam on alpha),
-    ``splits`` (on the config's device), ``epoch`` and ``step``."""
+    ``splits`` (on the config's device), ``epoch`` (epochs done) and ``step``
+    (the step within the epoch, named by a DivergenceError). Every part of a
+    :class:`~nas_core.search.Search` reads and writes this one object, so a
+    checkpoint of it is a checkpoint of the search."""
 
     def __init__(self, config: SearchConfig, splits: datasets.Splits | None = None):
         self.config = config
@@ -151,6 +158,37 @@ class SearchState:
         grads = [p.grad for p in self.params if p.grad is not None]
         if grads:
             torch._foreach_zero_(grads)
+
+    # ---- updates -----------------------------------------------------------------
+    def update_alpha(self, samples, cost_by_type: dict):
+        """One Adam step of alpha along the relaxation's rule applied to ``cost_by_type``
+        ({cell type: cost summed over the cells sharing its alpha}); each type's
+        gradient is clipped on its own. Returns None."""
+        self.a_opt.zero_grad(set_to_none=True)
+        loss = sum(samples[t].alpha_loss(cost_by_type[t]) for t in self.types)
+        loss.backward()
+        if self.config.arch_grad_clip is not None:
+            for a in self.alpha.values():
+                torch.nn.utils.clip_grad_norm_([a], self.config.arch_grad_clip)
+        self.a_opt.step()
+
+    def update_weights(self) -> torch.Tensor:
+        """Clip the weights' gradients and take one SGD step; returns their norm before clipping."""
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip, foreach=True)  # (skips grad None)
+        self.w_opt.step()
+        return norm
+
+    def check_finite(self, quantities: dict):
+        """Stop at the first non-finite loss, alpha or gradient norm of a step, with
+        one device sync for all of them (the record of a diverged epoch is never
+        written). ``quantities``: {name in the message: tensor}; returns None."""
+        values = torch.stack([v.detach().float().sum() for v in quantities.values()]).tolist()
+        for name, value in zip(quantities, values):
+            if not math.isfinite(value):
+                c = self.config
+                raise DivergenceError(f"the search diverged at epoch {self.epoch + 1}, step {self.step}: {name} is "
+                                      f"{value}; lower the weights' learning rate (--lr, now {c.lr:g}) or alpha's "
+                                      f"(--arch-lr, now {c.arch_lr:g})")
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
