@@ -60,7 +60,7 @@ def _run(search, batches):
     handle = search.w_opt.register_step_pre_hook(lambda opt, args, kwargs: keep(opt))
     try:
         for x, y, xv, yv in batches:
-            stats = search._new_stats(("train", "heldout"))
+            stats = search.epochs.new_cost_stats(("train", "heldout"))
             if search.config.level == "bi":
                 search.heldout_alpha_step(xv, yv, g, stats, train_batch=(x, y))
             loss = search.train_step(x, y, g, stats, None, update_alpha=search.config.level == "single")

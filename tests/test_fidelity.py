@@ -36,7 +36,7 @@ def test_a_weight_sampled_once_keeps_moving_by_momentum_and_decay():
     assert all(a == [] for t in s.types for a in samples[t].active)
     before = [p.detach().clone() for p in s.params]
     s.forward_backward(x, y, samples)
-    s._weight_step()
+    s.state.update_weights()
     moved = [not torch.equal(p, b) for p, b in zip(s.params, before)]
     assert moved == ran  # ran once: keeps moving; never ran: stays
 

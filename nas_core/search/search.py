@@ -133,13 +133,6 @@ class Search:
         """The batch as training sees it (augmented when ``augment_shift`` is set)."""
         return self.epochs.view(x, generator)
 
-    # the private names that tests/test_fidelity.py and tests/test_fast_network.py reach for
-    def _weight_step(self):
-        return self.state.update_weights()
-
-    def _new_stats(self, splits):
-        return self.epochs.new_cost_stats(splits)
-
     # ---- measuring with a chosen batch, Z and ops (the chapters' checks) -------------
     def examples(self, split: str = "train", start: int = 0, n: int | None = None):
         """Images and labels of ``split`` ("train" or "heldout"), ``n`` of them from
