@@ -71,7 +71,9 @@ def config_from_args(args) -> SearchConfig:
 
 
 def _abbrev(op: str) -> str:
-    return "-" if op == "none" else SHORT[op]   # a gap reads faster than a word in the table
+    """The op's short name (:data:`nas_core.ops.SHORT`), ``-`` for ``none``: a gap
+    reads faster than a word in the table."""
+    return "-" if op == "none" else SHORT[op]
 
 
 def show(path, out=sys.stdout):

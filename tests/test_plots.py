@@ -9,7 +9,7 @@ import pytest
 import nas_core
 from nas_core import SearchConfig, plots, record
 from nas_core.chapters.explorer import Explorer
-from nas_core.ops import OPS, SHORT
+from nas_core.ops import LABEL, OPS, SHORT
 from nas_core.plots import style
 
 FIGURE = {"data": [{"type": "scatter", "y": [1, 2]}], "layout": {}}
@@ -46,6 +46,11 @@ def test_labels_and_groups(h, two_groups):
     assert style.edge_label(top, 4) == "e4: n0→n1" and style.edge_label(top, 4, kind=True) == "e4: n0→n1 (deep)"
     assert style.edge_label(top, 0, kind=True) == "e0: x0→n0 (input)"
     assert set(style.OP_LABEL) == set(SHORT) == set(style.OP_COLOR) == set(OPS)
+    # one table of names (ops.NAMES); the labels the book and the command line show
+    assert style.OP_LABEL is LABEL and list(LABEL) == list(SHORT) == list(OPS)
+    assert [LABEL[o] for o in OPS] == ["none", "max 3×3", "avg 3×3", "skip", "sep 3×3", "sep 5×5",
+                                       "dil 3×3", "dil 5×5"]
+    assert [SHORT[o] for o in OPS] == ["none", "max", "avg", "skip", "sep3", "sep5", "dil3", "dil5"]
     assert plots.frames.groups(h) == {"DSNAS": [h]} == plots.frames.groups([h])
     assert plots.frames.groups({"a": h, "b": [h, h]}) == {"a": [h], "b": [h, h]}
 
