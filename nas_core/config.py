@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from .ops import NONE, OPS, op_index
+from .relax import ALGORITHMS
 from .space import CELLS, Topology
 
-ALGORITHMS = ("darts", "snas", "dsnas", "gdas")
 DATASETS = ("digits", "fashion_mnist", "cifar10", "synthetic")
 
 
