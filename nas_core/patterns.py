@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import record
-from .runs.history import History
+from .record import History
 from .space import random_width_depth
 
 GROWING_EARLY_MAX = 0.25   # at most a quarter of the edges selected at some point early on
