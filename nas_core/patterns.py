@@ -258,6 +258,6 @@ def table(histories, cell_type: str = "normal"):
     for h in histories:
         d = h.config.to_dict()
         rows.append({**{k: d[k] for k in LEVERS}, "run": h.path.name if h.path else None,
-                     "epochs_done": len(h), "seconds": sum(r["seconds"] for r in h.records),
+                     "epochs_done": len(h), "seconds": sum(record.seconds(r) for r in h.records),
                      **flatten(statistics(h, cell_type))})
     return pd.DataFrame(rows)

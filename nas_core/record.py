@@ -50,6 +50,43 @@ def quiet_nan():
         yield
 
 
+def epoch(record: dict) -> int:
+    """The record's epoch: 1 for the first epoch's (0 for :attr:`History.initial`)."""
+    return int(record["epoch"])
+
+
+def types(record: dict) -> list[str]:
+    """The cell types the record holds (``normal``, and ``reduce`` in the standard
+    network), in the order the search lists them."""
+    return list(record["derived"])
+
+
+#: The splits whose accuracy and loss every record holds (:func:`accuracy`, :func:`loss`).
+TOTALS = ("train", "heldout")
+
+
+def _total(record: dict, split: str, what: str) -> float:
+    if split not in TOTALS:
+        raise ValueError(f"split must be one of {', '.join(TOTALS)}, got {split!r}")
+    return record[f"{split}_{what}"]
+
+
+def accuracy(record: dict, split: str = "train") -> float:
+    """The epoch's accuracy on ``split`` (``train``: over the epoch's training
+    steps; ``heldout``: the held-out data at the end of the epoch)."""
+    return _total(record, split, "acc")
+
+
+def loss(record: dict, split: str = "train") -> float:
+    """The epoch's mean loss on ``split`` (as :func:`accuracy`)."""
+    return _total(record, split, "loss")
+
+
+def seconds(record: dict) -> float:
+    """The epoch's wall-clock time."""
+    return record["seconds"]
+
+
 def cell_indices(config, cell_type: str = "normal") -> list[int]:
     """Network positions of the cells of ``cell_type`` in a run of ``config``
     (the cells that share one alpha)."""
