@@ -96,12 +96,6 @@ def cell_indices(config, cell_type: str = "normal") -> list[int]:
     return idx
 
 
-def cost_splits(record: dict) -> list[str]:
-    """The splits whose costs this record holds, in :data:`SPLITS` order."""
-    recorded = record.get("cost") or {}
-    return [s for s in SPLITS if recorded.get(s)]
-
-
 def _stat(record: dict, split: str, key: str, config, cell_type: str, dtype):
     stats = (record.get("cost") or {}).get(split)
     if not stats:

@@ -122,14 +122,12 @@ def test_accessors():
     rec = make_record([[row()] * 2] * 3, probs=p)
     rec["derived"] = {"normal": ["dil_conv_5x5", "none"]}
     rec["alpha"] = {"normal": [[0.0] * 8, [1.0] * 8]}
-    rec["cost"]["probe_heldout"] = rec["cost"]["train"]
     assert record.probs(rec).shape == (2, 8) and record.p_none(rec).tolist() == [0.2, 0.6]
     assert record.best_other(rec).tolist() == [OPS.index("dil_conv_5x5"), 1]
     assert record.derived(rec) == ["dil_conv_5x5", "none"]
     assert record.alpha(rec)[1].tolist() == [1.0] * 8
     assert record.output_cost(rec) == 0.25 and record.outputs(rec, "train")["loss"] == 1.0
     assert record.outputs(rec, "heldout") is None
-    assert record.cost_splits(rec) == ["train", "probe_heldout"]
 
 
 def test_epoch_totals_and_cell_types():
