@@ -1,6 +1,6 @@
 """The command line end to end, and bi-level steps (first and second order) on
 tiny data. The maths is checked in test_unified_view.py, runs in test_search.py,
-validation and the cell space in test_config.py."""
+validation in test_config.py, the cell space in test_space.py."""
 import json
 import subprocess
 import sys

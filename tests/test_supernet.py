@@ -38,13 +38,8 @@ def test_network_output_shape_and_cell_types(network, n_cells):
     assert net.features(x, z, active).shape == (2, net.classifier.in_features)
 
 
-def test_reduction_cells_at_a_third_and_two_thirds_halve_the_resolution_and_double_the_channels():
-    assert cell_types("standard", 8) == ["normal", "normal", "reduce", "normal", "normal", "reduce", "normal",
-                                         "normal"]
-    assert cell_types("standard", 3) == ["normal", "reduce", "reduce"]
-    assert cell_types("all_normal", 4) == ["normal"] * 4
-    with pytest.raises(ValueError, match="unknown network"):
-        cell_types("resnet", 4)
+def test_reduction_cells_halve_the_resolution_and_double_the_channels():
+    assert cell_types("standard", 3) == ["normal", "reduce", "reduce"]   # the rule: test_space.py
     net = Network(TOP, 3, channels=4, in_channels=3, n_classes=2, network="standard")
     assert net.types == ["normal", "reduce"] and net.count("reduce") == 2
     assert [c.channels for c in net.cells] == [4, 8, 16]
