@@ -150,6 +150,28 @@ def test_cell_figure_alpha_heatmap_and_edge_figure(h):
         plots.edge_figure(h, 5)
 
 
+def test_op_probability_figure_draws_p_of_every_op_on_every_edge_in_the_books_colours(h):
+    fig = plots.op_probability_figure(h)
+    n_edges = h.config.topology.n_edges
+    assert len(fig.data) == n_edges * len(OPS)
+    assert [a.text for a in fig.layout.annotations] == [style.edge_label(h.config.topology, e) for e in range(n_edges)]
+    for e in range(n_edges):
+        for k, op in enumerate(OPS):
+            trace = fig.data[e * len(OPS) + k]
+            assert trace.name == style.OP_LABEL[op] and trace.line.color == style.OP_COLOR[op]
+            assert trace.showlegend == (e == 0) and list(trace.x) == [record.epoch(r) for r in h.records]
+            assert list(trace.y) == pytest.approx([record.probs(r)[e, k] for r in h.records])
+    assert fig.data[0].line.color == "#b0b0b0" and fig.data[0].line.dash == "dash"    # none: grey, dashed
+    assert "grey dashed: none" in fig.layout.title.text and "DSNAS, seed 0" in fig.layout.title.text
+    # a full cell's 14 edges wrap into rows of at most 5 panels
+    wide = record.History(h.config.replace(cell="full"), [
+        {"epoch": 1, "probs": {"normal": np.full((14, len(OPS)), 1 / len(OPS)).tolist()}}])
+    fig = plots.op_probability_figure(wide)
+    assert len(fig.data) == 14 * len(OPS) and fig.data[-1].xaxis == "x14"
+    assert len(fig.layout.annotations) == 14 and fig.layout.yaxis6.domain[1] < fig.layout.yaxis5.domain[0]
+    assert fig.layout.yaxis11.domain[1] < fig.layout.yaxis6.domain[0] and fig.layout.xaxis6.domain == fig.layout.xaxis1.domain
+
+
 def test_the_explorer_draws_each_view_of_a_run(h):
     ex = Explorer()
     assert ex.figure() is None and [label for label, _ in ex.edge.options][4] == "e4: n0→n1"

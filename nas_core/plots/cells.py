@@ -248,3 +248,32 @@ def edge_figure(h, edge: int, cell_type: str = "normal", epoch: int | None = Non
                                          f"{h.config.algorithm.upper()}, seed {h.config.seed}"))
     fig.update_layout(margin=dict(t=95))
     return fig
+
+
+def op_probability_figure(h, cell_type: str = "normal", columns: int = 5):
+    """p of every op on every edge over the search, one panel per edge (at most
+    ``columns`` to a row), in the book's op colours (``none`` grey and dashed)."""
+    top = h.config.topology
+    rows = math.ceil(top.n_edges / columns)
+    cols = min(columns, top.n_edges)
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, vertical_spacing=0.5 / rows,
+                        subplot_titles=[edge_label(top, e) for e in range(top.n_edges)])
+    epochs = [record.epoch(r) for r in h.records]
+    p = np.array([record.probs(r, cell_type) for r in h.records])   # epochs, edges, ops
+    for e in range(top.n_edges):
+        for k, op in enumerate(OPS):
+            line = dict(color=OP_COLOR[op], width=3 if op == "none" else 1.5,
+                        dash="dash" if op == "none" else "solid")
+            fig.add_trace(go.Scatter(x=epochs, y=p[:, e, k], name=OP_LABEL[op], legendgroup=op, line=line,
+                                     showlegend=e == 0, hovertemplate=f"{OP_LABEL[op]}<br>epoch %{{x}}<br>"
+                                     f"p %{{y:.3f}}<extra>{edge_label(top, e)}</extra>"),
+                          row=e // cols + 1, col=e % cols + 1)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text="p(op)", row=r, col=1)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(**LAYOUT, height=380 + 260 * (rows - 1), legend=dict(orientation="h", y=-0.25),
+                      title=figure_title("p(op) per edge over epochs",
+                                         f"{h.config.algorithm.upper()}, seed {h.config.seed}, {cell_type} cell; "
+                                         f"grey dashed: none"))
+    fig.update_layout(margin=dict(t=95))
+    return fig
