@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from . import __version__, presets, record
-from .chapters import calibration, study
 from .config import Intervention, SearchConfig
 from .faults import DivergenceError
 from .ops import SHORT
@@ -71,18 +70,22 @@ def config_from_args(args) -> SearchConfig:
 
 
 def _abbrev(op: str) -> str:
-    return "-" if op == "none" else SHORT[op]   # a gap reads faster than a word in the table
+    """The op's short name (:data:`nas_core.ops.SHORT`), ``-`` for ``none``: a gap
+    reads faster than a word in the table."""
+    return "-" if op == "none" else SHORT[op]
 
 
-def show(path, out=sys.stdout):
-    """A readable summary of a run: derived cell per epoch, selected edges, costs."""
+def show(path, out=None):
+    """A readable summary of a run: derived cell per epoch, selected edges, costs;
+    written to ``out`` (default: the ``sys.stdout`` of the call, not of the import)."""
+    out = out or sys.stdout
     h = load(path)
     c = h.config
     top = c.topology
     print(f"{path}: {c.algorithm} level={c.level} order={c.order} cell={c.cell} cells={c.cells} "
           f"C={c.channels} data={c.data} seed={c.seed}; {len(h)}/{c.epochs} epochs", file=out)
     print("edges: " + ", ".join(top.edge_name(e) for e in range(top.n_edges)), file=out)
-    for t in (h.records[0]["derived"] if h.records else {}):
+    for t in (record.types(h.records[0]) if h.records else []):
         print(f"\n[{t} cells]  derived cell with `none` counted ('-' = none); train cost per edge "
               f"({record.EDGE_COSTS['ops']}, summed over the {t} cells)", file=out)
         print(f"{'epoch':>5} {'derived':<{7 * top.n_edges}} {'#sel':>4} {'p(none)':>7} {'train':>6} {'held':>6}  cost",
@@ -91,9 +94,9 @@ def show(path, out=sys.stdout):
             derived = " ".join(f"{_abbrev(op):<6}" for op in record.derived(r, t))
             per_edge = record.edge_costs(r, "train", c, "ops", t)
             costs = "" if per_edge is None else " ".join(f"{v:+.3f}" for v in per_edge)
-            print(f"{r['epoch']:>5} {derived} {record.wiring(r, 'n_selected', t):>4} "
+            print(f"{record.epoch(r):>5} {derived} {record.wiring(r, 'n_selected', t):>4} "
                   f"{np.mean(record.p_none(r, t)):>7.3f} "
-                  f"{r['train_acc']:>6.3f} {r['heldout_acc']:>6.3f}  {costs}", file=out)
+                  f"{record.accuracy(r, 'train'):>6.3f} {record.accuracy(r, 'heldout'):>6.3f}  {costs}", file=out)
 
 
 def main(argv=None):
@@ -144,7 +147,8 @@ def main(argv=None):
                 torch.set_num_threads(args.threads or 1)
             h = run(config, args.out, overwrite=args.overwrite, restart=args.restart,
                     progress=not args.no_progress)
-            final = f"; final derived cell {h.last['derived']}" if h.records else ""
+            final = (f"; final derived cell {({t: record.derived(h.last, t) for t in record.types(h.last)})}"
+                     if h.records else "")
             print(f"{h.path}: {len(h)} epochs{final}")
         elif args.command == "show":
             show(args.run_dir)
@@ -153,8 +157,12 @@ def main(argv=None):
         elif args.command == "sweep":
             return sweep.main(args)
         elif args.command == "study":
+            from .chapters import study  # the chapters (and their figures) load only for their commands
+
             return study.main(args)
         elif args.command == "calibrate":
+            from .chapters import calibration
+
             return calibration.main(args)
     except (ValueError, RunError, DivergenceError, FileNotFoundError) as err:  # one line, no traceback
         print(f"error: {err}", file=sys.stderr)

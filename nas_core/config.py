@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from .ops import NONE, OPS, op_index
-from .space import CELLS, Topology
+from .relax import ALGORITHMS
+from .space import CELLS, NETWORKS, Topology
 
-ALGORITHMS = ("darts", "snas", "dsnas", "gdas")
 DATASETS = ("digits", "fashion_mnist", "cifar10", "synthetic")
 
 
@@ -227,7 +227,7 @@ class SearchConfig:
         """Check every field (choices, ranges, combinations); returns None, raises
         ValueError naming the field. Run on construction."""
         choices = {
-            "algorithm": ALGORITHMS, "level": ("single", "bi"), "network": ("all_normal", "standard"),
+            "algorithm": ALGORITHMS, "level": ("single", "bi"), "network": NETWORKS,
             "dsnas_estimator": ("standard", "authors"), "data": DATASETS,
         }
         for name, allowed in choices.items():

@@ -22,9 +22,23 @@ OPS = (
 )
 NONE = 0
 PARAMETRIC = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
-#: Short names for tables, figures and the command line.
-SHORT = {"none": "none", "max_pool_3x3": "max", "avg_pool_3x3": "avg", "skip_connect": "skip",
-         "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5"}
+#: Each op's names for people, the one table of them: (label for legends and
+#: figures, short name for tables and the command line). The command line's run
+#: summary writes ``-`` for ``none`` (:func:`nas_core.cli.show`).
+NAMES = {
+    "none": ("none", "none"),
+    "max_pool_3x3": ("max 3×3", "max"),
+    "avg_pool_3x3": ("avg 3×3", "avg"),
+    "skip_connect": ("skip", "skip"),
+    "sep_conv_3x3": ("sep 3×3", "sep3"),
+    "sep_conv_5x5": ("sep 5×5", "sep5"),
+    "dil_conv_3x3": ("dil 3×3", "dil3"),
+    "dil_conv_5x5": ("dil 5×5", "dil5"),
+}
+#: Op name -> label for legends and figures (``nas_core.plots.style.OP_LABEL``).
+LABEL = {op: label for op, (label, _) in NAMES.items()}
+#: Op name -> short name for tables and the command line.
+SHORT = {op: short for op, (_, short) in NAMES.items()}
 
 
 def op_index(name: str) -> int:
@@ -114,7 +128,7 @@ BUILDERS = {
     "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine),
     "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine),
 }
-assert tuple(BUILDERS) == OPS
+assert tuple(BUILDERS) == OPS == tuple(NAMES)
 
 
 def make_op(name: str, channels: int, stride: int, affine: bool = False) -> nn.Module:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import record
-from .runs.history import History
+from .record import History
 from .space import random_width_depth
 
 GROWING_EARLY_MAX = 0.25   # at most a quarter of the edges selected at some point early on
@@ -258,6 +258,6 @@ def table(histories, cell_type: str = "normal"):
     for h in histories:
         d = h.config.to_dict()
         rows.append({**{k: d[k] for k in LEVERS}, "run": h.path.name if h.path else None,
-                     "epochs_done": len(h), "seconds": sum(r["seconds"] for r in h.records),
+                     "epochs_done": len(h), "seconds": sum(record.seconds(r) for r in h.records),
                      **flatten(statistics(h, cell_type))})
     return pd.DataFrame(rows)

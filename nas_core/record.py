@@ -14,15 +14,18 @@ and for correctly and wrongly classified samples). Splits: ``train``,
 The cells of one type share one alpha, so "the cost alpha sees" is the cost
 summed over those cells (:func:`summed_costs`); :func:`edge_cost` reduces it
 over the ops in one of :data:`EDGE_COSTS` ways. Cell types come from
-:func:`nas_core.space.cell_types`.
+:func:`nas_core.space.cell_types`. A run's records, with its config, are a
+:class:`History`.
 """
 from __future__ import annotations
 
 import contextlib
 import warnings
+from pathlib import Path
 
 import numpy as np
 
+from .config import SearchConfig
 from .ops import NONE, OPS, PARAMETRIC
 from .space import cell_types
 
@@ -47,6 +50,43 @@ def quiet_nan():
         yield
 
 
+def epoch(record: dict) -> int:
+    """The record's epoch: 1 for the first epoch's (0 for :attr:`History.initial`)."""
+    return int(record["epoch"])
+
+
+def types(record: dict) -> list[str]:
+    """The cell types the record holds (``normal``, and ``reduce`` in the standard
+    network), in the order the search lists them."""
+    return list(record["derived"])
+
+
+#: The splits whose accuracy and loss every record holds (:func:`accuracy`, :func:`loss`).
+TOTALS = ("train", "heldout")
+
+
+def _total(record: dict, split: str, what: str) -> float:
+    if split not in TOTALS:
+        raise ValueError(f"split must be one of {', '.join(TOTALS)}, got {split!r}")
+    return record[f"{split}_{what}"]
+
+
+def accuracy(record: dict, split: str = "train") -> float:
+    """The epoch's accuracy on ``split`` (``train``: over the epoch's training
+    steps; ``heldout``: the held-out data at the end of the epoch)."""
+    return _total(record, split, "acc")
+
+
+def loss(record: dict, split: str = "train") -> float:
+    """The epoch's mean loss on ``split`` (as :func:`accuracy`)."""
+    return _total(record, split, "loss")
+
+
+def seconds(record: dict) -> float:
+    """The epoch's wall-clock time."""
+    return record["seconds"]
+
+
 def cell_indices(config, cell_type: str = "normal") -> list[int]:
     """Network positions of the cells of ``cell_type`` in a run of ``config``
     (the cells that share one alpha)."""
@@ -54,12 +94,6 @@ def cell_indices(config, cell_type: str = "normal") -> list[int]:
     if not idx:
         raise ValueError(f"a {config.network} network of {config.cells} cells has no {cell_type!r} cells")
     return idx
-
-
-def cost_splits(record: dict) -> list[str]:
-    """The splits whose costs this record holds, in :data:`SPLITS` order."""
-    recorded = record.get("cost") or {}
-    return [s for s in SPLITS if recorded.get(s)]
 
 
 def _stat(record: dict, split: str, key: str, config, cell_type: str, dtype):
@@ -173,3 +207,42 @@ def outputs(record: dict, split: str) -> dict | None:
 def output_cost(record: dict, split: str = "train") -> float:
     """The mean output cost (loss − entropy) of the epoch's samples on ``split``."""
     return float(record["output_cost"][split]["output_cost"])
+
+
+class History:
+    """A run's config and its per-epoch records (:func:`nas_core.runs.load` and
+    :func:`nas_core.runs.run` return one; ``path`` is its run directory)."""
+
+    def __init__(self, config: SearchConfig, records: list[dict], path: Path | None = None):
+        self.config, self.records, self.path = config, records, path
+
+    def __len__(self):
+        return len(self.records)
+
+    @property
+    def finished(self) -> bool:
+        """True when the run has all ``config.epochs`` records."""
+        return len(self.records) >= self.config.epochs
+
+    @property
+    def initial(self) -> dict:
+        """The record of epoch 0: the architecture before any step (the authors log
+        the derived cell at the start of every epoch, epoch 0 included); a function
+        of the config, so every run has it (computed by :mod:`nas_core.search`,
+        which writes records: imported on first use, as reading a run needs no
+        search)."""
+        from .search import initial_record
+
+        return initial_record(self.config)
+
+    @property
+    def last(self) -> dict:
+        """The last epoch's record."""
+        return self.records[-1]
+
+    def series(self, key: str, cell_type: str | None = None) -> list:
+        """One field per epoch, e.g. ``series('n_selected', 'normal')``."""
+        return [r[key][cell_type] if cell_type else r[key] for r in self.records]
+
+    def __repr__(self):
+        return f"History({self.config.algorithm}, {len(self)}/{self.config.epochs} epochs, {self.path})"

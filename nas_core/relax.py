@@ -135,7 +135,11 @@ class UniformSample:
         return Sample(z, _active_from_index(index), lambda cost: (alpha * 0).sum())
 
 
+#: The algorithms, each name with its relaxation: the one registry of them (a new
+#: algorithm is a class above and its entry here).
 RELAXATIONS = {"darts": Darts, "snas": Snas, "dsnas": Dsnas, "gdas": Gdas}
+#: The algorithms' names, in the order the book lists them (``config.ALGORITHMS``).
+ALGORITHMS = tuple(RELAXATIONS)
 
 
 def relaxation(algorithm: str, dsnas_estimator: str = "standard", random_sample: bool = False,

@@ -16,6 +16,8 @@ import numpy as np
 from .ops import NONE, OPS
 
 CELLS = {"minimal": (2, 2), "full": (4, 4)}
+#: The networks :func:`cell_types` knows.
+NETWORKS = ("all_normal", "standard")
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,8 @@ def cell_types(network: str, n_cells: int) -> list[str]:
     """The type of each cell of a network, in order: ``all_normal`` (the
     authors' analysis network) has only normal cells; ``standard`` (DARTS') has
     reduction cells at 1/3 and 2/3 of the depth. The one place this rule lives."""
-    if network not in ("all_normal", "standard"):
-        raise ValueError(f"unknown network {network!r}; choose all_normal or standard")
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
     reductions = {n_cells // 3, 2 * n_cells // 3} if network == "standard" else set()
     return ["reduce" if i in reductions else "normal" for i in range(n_cells)]
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .ops import OPS, FactorizedReduce, ReLUConvBN, make_op
-from .space import Topology
+from .space import Topology, cell_types
 
 
 def retain_nodes(states, nodes):
@@ -81,7 +81,8 @@ class Cell(nn.Module):
 
 class Network(nn.Module):
     """``all_normal``: the authors' analysis network (no reduction cells).
-    ``standard``: DARTS' network, reduction cells at 1/3 and 2/3 of the depth.
+    ``standard``: DARTS' network, reduction cells at 1/3 and 2/3 of the depth
+    (the rule is :func:`nas_core.space.cell_types`).
     Both end in global average pooling and a bias-free linear classifier whose
     initial weights are multiplied by ``logit_scale``."""
 
@@ -91,17 +92,15 @@ class Network(nn.Module):
         self.topology = topology
         c_stem = channels * stem_multiplier
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        reductions = {n_cells // 3, 2 * n_cells // 3} if network == "standard" else set()
         c_pp, c_p, c = c_stem, c_stem, channels
         self.cells = nn.ModuleList()
-        self.cell_types: list[str] = []
+        self.cell_types: list[str] = cell_types(network, n_cells)
         reduction_prev = False
-        for idx in range(n_cells):
-            reduction = idx in reductions
+        for cell_type in self.cell_types:
+            reduction = cell_type == "reduce"
             if reduction:
                 c *= 2
             self.cells.append(Cell(topology, c_pp, c_p, c, reduction, reduction_prev))
-            self.cell_types.append("reduce" if reduction else "normal")
             reduction_prev = reduction
             c_pp, c_p = c_p, topology.multiplier * c
         self.classifier = nn.Linear(c_p, n_classes, bias=False)

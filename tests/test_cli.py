@@ -1,7 +1,9 @@
 """The command line end to end, and bi-level steps (first and second order) on
 tiny data. The maths is checked in test_unified_view.py, runs in test_search.py,
-validation and the cell space in test_config.py."""
+validation in test_config.py, the cell space in test_space.py."""
 import json
+import subprocess
+import sys
 
 import torch
 from conftest import TINY
@@ -26,10 +28,15 @@ def test_cli_end_to_end(tmp_path, capsys):
             "--delete-edges", "0", "--fix-op", "1=sep_conv_3x3", "--exclude-op", "4=skip_connect+max_pool_3x3",
             "--out", str(out), "--no-progress"]
     assert cli_main(args) == 0
+    assert "epochs; final derived cell {'normal': ['none', 'sep_conv_3x3', " in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["intervention"]["delete_edges"] == [0] and cfg["cells"] == 2
     assert cli_main(["show", str(out)]) == 0
-    assert "derived cell" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "derived cell" in shown
+    # one line per epoch: its number, the derived cell in short names (edge 0 deleted: '-', edge 1 fixed: sep3)
+    rows = [line.split() for line in shown.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert [row[0] for row in rows] == ["1", "2"] and all(row[1:3] == ["-", "sep3"] for row in rows)
     assert cli_main(["stats", str(out)]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert set(stats) == set(patterns.PATTERNS) >= {"growing", "width", "bilevel", "width_decisive"} and all("holds" in v for v in stats.values())
@@ -40,3 +47,10 @@ def test_cli_end_to_end(tmp_path, capsys):
                      "--no-progress", "--data", "synthetic"]) == 2
     assert "invalid epochs=0: must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_the_command_line_loads_no_chapter_at_start_up():
+    code = ("import sys, nas_core.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith(('nas_core.chapters', 'nas_core.plots'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -9,7 +9,7 @@ import pytest
 import nas_core
 from nas_core import SearchConfig, plots, record
 from nas_core.chapters.explorer import Explorer
-from nas_core.ops import OPS, SHORT
+from nas_core.ops import LABEL, OPS, SHORT
 from nas_core.plots import style
 
 FIGURE = {"data": [{"type": "scatter", "y": [1, 2]}], "layout": {}}
@@ -46,6 +46,11 @@ def test_labels_and_groups(h, two_groups):
     assert style.edge_label(top, 4) == "e4: n0→n1" and style.edge_label(top, 4, kind=True) == "e4: n0→n1 (deep)"
     assert style.edge_label(top, 0, kind=True) == "e0: x0→n0 (input)"
     assert set(style.OP_LABEL) == set(SHORT) == set(style.OP_COLOR) == set(OPS)
+    # one table of names (ops.NAMES); the labels the book and the command line show
+    assert style.OP_LABEL is LABEL and list(LABEL) == list(SHORT) == list(OPS)
+    assert [LABEL[o] for o in OPS] == ["none", "max 3×3", "avg 3×3", "skip", "sep 3×3", "sep 5×5",
+                                       "dil 3×3", "dil 5×5"]
+    assert [SHORT[o] for o in OPS] == ["none", "max", "avg", "skip", "sep3", "sep5", "dil3", "dil5"]
     assert plots.frames.groups(h) == {"DSNAS": [h]} == plots.frames.groups([h])
     assert plots.frames.groups({"a": h, "b": [h, h]}) == {"a": [h], "b": [h, h]}
 
@@ -143,6 +148,28 @@ def test_cell_figure_alpha_heatmap_and_edge_figure(h):
         [record.summed_costs(r, "train", h.config)[4, 4] for r in h.records], nan_ok=True)
     with pytest.raises(ValueError, match="out of range"):
         plots.edge_figure(h, 5)
+
+
+def test_op_probability_figure_draws_p_of_every_op_on_every_edge_in_the_books_colours(h):
+    fig = plots.op_probability_figure(h)
+    n_edges = h.config.topology.n_edges
+    assert len(fig.data) == n_edges * len(OPS)
+    assert [a.text for a in fig.layout.annotations] == [style.edge_label(h.config.topology, e) for e in range(n_edges)]
+    for e in range(n_edges):
+        for k, op in enumerate(OPS):
+            trace = fig.data[e * len(OPS) + k]
+            assert trace.name == style.OP_LABEL[op] and trace.line.color == style.OP_COLOR[op]
+            assert trace.showlegend == (e == 0) and list(trace.x) == [record.epoch(r) for r in h.records]
+            assert list(trace.y) == pytest.approx([record.probs(r)[e, k] for r in h.records])
+    assert fig.data[0].line.color == "#b0b0b0" and fig.data[0].line.dash == "dash"    # none: grey, dashed
+    assert "grey dashed: none" in fig.layout.title.text and "DSNAS, seed 0" in fig.layout.title.text
+    # a full cell's 14 edges wrap into rows of at most 5 panels
+    wide = record.History(h.config.replace(cell="full"), [
+        {"epoch": 1, "probs": {"normal": np.full((14, len(OPS)), 1 / len(OPS)).tolist()}}])
+    fig = plots.op_probability_figure(wide)
+    assert len(fig.data) == 14 * len(OPS) and fig.data[-1].xaxis == "x14"
+    assert len(fig.layout.annotations) == 14 and fig.layout.yaxis6.domain[1] < fig.layout.yaxis5.domain[0]
+    assert fig.layout.yaxis11.domain[1] < fig.layout.yaxis6.domain[0] and fig.layout.xaxis6.domain == fig.layout.xaxis1.domain
 
 
 def test_the_explorer_draws_each_view_of_a_run(h):

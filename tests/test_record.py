@@ -6,6 +6,7 @@ import pytest
 
 from nas_core import SearchConfig, record
 from nas_core.ops import NONE, OPS, PARAMETRIC
+from nas_core.search import Search
 
 N = None
 ALL_NORMAL = SearchConfig(data="synthetic", cells=3)
@@ -121,14 +122,32 @@ def test_accessors():
     rec = make_record([[row()] * 2] * 3, probs=p)
     rec["derived"] = {"normal": ["dil_conv_5x5", "none"]}
     rec["alpha"] = {"normal": [[0.0] * 8, [1.0] * 8]}
-    rec["cost"]["probe_heldout"] = rec["cost"]["train"]
     assert record.probs(rec).shape == (2, 8) and record.p_none(rec).tolist() == [0.2, 0.6]
     assert record.best_other(rec).tolist() == [OPS.index("dil_conv_5x5"), 1]
     assert record.derived(rec) == ["dil_conv_5x5", "none"]
     assert record.alpha(rec)[1].tolist() == [1.0] * 8
     assert record.output_cost(rec) == 0.25 and record.outputs(rec, "train")["loss"] == 1.0
     assert record.outputs(rec, "heldout") is None
-    assert record.cost_splits(rec) == ["train", "probe_heldout"]
+
+
+def test_epoch_totals_and_cell_types():
+    rec = {"epoch": 3, "derived": {"normal": ["none"], "reduce": ["skip_connect"]}, "train_acc": 0.5,
+           "heldout_acc": 0.25, "train_loss": 1.5, "heldout_loss": 2.5, "seconds": 7.0}
+    assert record.epoch(rec) == 3 and record.types(rec) == ["normal", "reduce"] and record.seconds(rec) == 7.0
+    assert (record.accuracy(rec), record.accuracy(rec, "heldout")) == (0.5, 0.25)
+    assert (record.loss(rec), record.loss(rec, "heldout")) == (1.5, 2.5)
+    with pytest.raises(ValueError, match="train, heldout"):
+        record.accuracy(rec, "probe_train")
+
+
+def test_history_reads_its_records(tiny):
+    config = SearchConfig(**tiny)
+    recs = [{"epoch": e, "n_selected": {"normal": e}} for e in (1, 2)]
+    h = record.History(config, recs)
+    assert len(h) == 2 and h.finished and h.last is recs[-1] and h.path is None
+    assert h.series("n_selected", "normal") == [1, 2] and h.series("epoch") == [1, 2]
+    assert not record.History(config, recs[:1]).finished
+    assert h.initial["epoch"] == 0 and record.derived(h.initial) == record.derived(Search(config).architecture())
 
 
 def test_wiring_reads_one_cell_type_and_names_the_valid_keys():

@@ -9,11 +9,11 @@
 The chapters use this package's namespace (``plots.cell_figure(h)``); the
 names below are the public ones of those modules.
 """
-from .cells import alpha_heatmap, cell_figure, edge_figure
+from .cells import alpha_heatmap, cell_figure, edge_figure, op_probability_figure
 from .figures import cost_figure, edge_selection_figure, selection_figure, width_depth_figure
 from .frames import config_frame, cost_frame, edge_frame, epoch_frame, final_frame
 from .style import edge_label, setup_plotly
 
-__all__ = ["alpha_heatmap", "cell_figure", "edge_figure", "cost_figure", "edge_selection_figure",
+__all__ = ["alpha_heatmap", "cell_figure", "edge_figure", "op_probability_figure", "cost_figure", "edge_selection_figure",
            "selection_figure", "width_depth_figure", "config_frame", "cost_frame", "edge_frame", "epoch_frame",
            "final_frame", "edge_label", "setup_plotly"]

@@ -64,7 +64,7 @@ def alpha_heatmap(h, cell_type: str = "normal", value: str = "p", max_frames: in
                            hovertemplate=f"%{{y}}<br>%{{x}}<br>{label} = %{{z:.3f}}<extra></extra>", **scale)]
 
     idx = frame_epochs(len(arr), max_frames)
-    names = [str(h.records[t]["epoch"]) for t in idx]
+    names = [str(record.epoch(h.records[t])) for t in idx]
     fig = go.Figure(data=traces(idx[-1]),
                     frames=[go.Frame(name=n, data=traces(t)) for n, t in zip(names, idx)])
     sliders, menus = slider(names, active=len(idx) - 1)
@@ -186,7 +186,7 @@ def cell_figure(h, cell_type: str = "normal", max_frames: int = 26, epoch: int |
 
     def title_for(r):
         n = record.wiring(r, "n_selected", cell_type)
-        return figure_title(title or f"Derived cell, epoch {r['epoch']}: {n} of {top.n_edges} edges",
+        return figure_title(title or f"Derived cell, epoch {record.epoch(r)}: {n} of {top.n_edges} edges",
                             f"{h.config.algorithm.upper()}, seed {h.config.seed}; labels: argmax op and its p "
                             "(none counted)",
                             "grey dashed: none wins; line width ∝ p of the best other op; dotted: into the output")
@@ -195,7 +195,7 @@ def cell_figure(h, cell_type: str = "normal", max_frames: int = 26, epoch: int |
                   xaxis=dict(visible=False, range=[-0.4, top.steps + 1.4]),
                   yaxis=dict(visible=False, range=[-1.55, 1.45]))
     if epoch is not None:
-        r = next((r for r in h.records if r["epoch"] == epoch), None)
+        r = next((r for r in h.records if record.epoch(r) == epoch), None)
         if r is None:
             raise ValueError(f"epoch {epoch} not in this run (1..{len(h.records)})")
         traces, notes = edges_at(r)
@@ -204,7 +204,7 @@ def cell_figure(h, cell_type: str = "normal", max_frames: int = 26, epoch: int |
         fig.update_layout(margin=dict(l=10, r=10, t=100, b=10))
         return fig
     idx = frame_epochs(len(h.records), max_frames)
-    names = [str(h.records[t]["epoch"]) for t in idx]
+    names = [str(record.epoch(h.records[t])) for t in idx]
     frames = []
     for n, t in zip(names, idx):
         traces, notes = edges_at(h.records[t])
@@ -225,7 +225,7 @@ def edge_figure(h, edge: int, cell_type: str = "normal", epoch: int | None = Non
     top = h.config.topology
     if not 0 <= edge < top.n_edges:
         raise ValueError(f"edge {edge} out of range; this cell has edges 0..{top.n_edges - 1}")
-    epochs = [r["epoch"] for r in h.records]
+    epochs = [record.epoch(r) for r in h.records]
     p = np.array([record.probs(r, cell_type)[edge] for r in h.records])
     costs = [record.summed_costs(r, "train", h.config, cell_type) for r in h.records]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
@@ -246,5 +246,34 @@ def edge_figure(h, edge: int, cell_type: str = "normal", epoch: int | None = Non
     fig.update_layout(**LAYOUT, height=440, legend=dict(orientation="h", y=-0.22),
                       title=figure_title(f"Edge {edge_label(top, edge)}",
                                          f"{h.config.algorithm.upper()}, seed {h.config.seed}"))
+    fig.update_layout(margin=dict(t=95))
+    return fig
+
+
+def op_probability_figure(h, cell_type: str = "normal", columns: int = 5):
+    """p of every op on every edge over the search, one panel per edge (at most
+    ``columns`` to a row), in the book's op colours (``none`` grey and dashed)."""
+    top = h.config.topology
+    rows = math.ceil(top.n_edges / columns)
+    cols = min(columns, top.n_edges)
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, vertical_spacing=0.5 / rows,
+                        subplot_titles=[edge_label(top, e) for e in range(top.n_edges)])
+    epochs = [record.epoch(r) for r in h.records]
+    p = np.array([record.probs(r, cell_type) for r in h.records])   # epochs, edges, ops
+    for e in range(top.n_edges):
+        for k, op in enumerate(OPS):
+            line = dict(color=OP_COLOR[op], width=3 if op == "none" else 1.5,
+                        dash="dash" if op == "none" else "solid")
+            fig.add_trace(go.Scatter(x=epochs, y=p[:, e, k], name=OP_LABEL[op], legendgroup=op, line=line,
+                                     showlegend=e == 0, hovertemplate=f"{OP_LABEL[op]}<br>epoch %{{x}}<br>"
+                                     f"p %{{y:.3f}}<extra>{edge_label(top, e)}</extra>"),
+                          row=e // cols + 1, col=e % cols + 1)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text="p(op)", row=r, col=1)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(**LAYOUT, height=380 + 260 * (rows - 1), legend=dict(orientation="h", y=-0.25),
+                      title=figure_title("p(op) per edge over epochs",
+                                         f"{h.config.algorithm.upper()}, seed {h.config.seed}, {cell_type} cell; "
+                                         f"grey dashed: none"))
     fig.update_layout(margin=dict(t=95))
     return fig

@@ -45,11 +45,11 @@ def epoch_frame(runs, cell_type: str = "normal") -> pd.DataFrame:
                 n = record.wiring(r, "n_selected", cell_type)
                 rw, rd = random_wd(n, top.steps, top.multiplier)
                 rows.append(dict(
-                    group=group, seed=h.config.seed, epoch=r["epoch"], n_selected=n, fraction=n / top.n_edges,
+                    group=group, seed=h.config.seed, epoch=record.epoch(r), n_selected=n, fraction=n / top.n_edges,
                     p_none=float(np.mean(record.p_none(r, cell_type))), width=record.wiring(r, "width", cell_type),
                     depth=record.wiring(r, "depth", cell_type), random_width=rw, random_depth=rd,
-                    train_acc=r["train_acc"], heldout_acc=r["heldout_acc"],
-                    train_loss=r["train_loss"], heldout_loss=r["heldout_loss"]))
+                    train_acc=record.accuracy(r, "train"), heldout_acc=record.accuracy(r, "heldout"),
+                    train_loss=record.loss(r, "train"), heldout_loss=record.loss(r, "heldout")))
     return pd.DataFrame(rows)
 
 
@@ -63,7 +63,7 @@ def edge_frame(runs, cell_type: str = "normal") -> pd.DataFrame:
             for r in h.records:
                 p, best, ops = record.probs(r, cell_type), record.best_other(r, cell_type), record.derived(r, cell_type)
                 for e in range(top.n_edges):
-                    rows.append(dict(group=group, seed=h.config.seed, epoch=r["epoch"], edge=e,
+                    rows.append(dict(group=group, seed=h.config.seed, epoch=record.epoch(r), edge=e,
                                      edge_name=edge_label(top, e), kind=edge_kind(top, e), op=ops[e],
                                      selected=ops[e] != "none", p_none=p[e, NONE], best_op=OPS[best[e]],
                                      p_best=p[e, best[e]]))
@@ -87,7 +87,7 @@ def cost_frame(runs, how: str = "parametric", cell_type: str = "normal", cell: i
                     if c is None:
                         continue
                     for e in range(top.n_edges):
-                        rows.append(dict(group=group, seed=h.config.seed, epoch=r["epoch"], split=split, edge=e,
+                        rows.append(dict(group=group, seed=h.config.seed, epoch=record.epoch(r), split=split, edge=e,
                                          edge_name=edge_label(top, e), kind=edge_kind(top, e), cost=c[e]))
     return pd.DataFrame(rows, columns=["group", "seed", "epoch", "split", "edge", "edge_name", "kind", "cost"])
 

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io.base_renderers import NotebookRenderer
 
+from ..ops import LABEL
 from ..space import Topology
 
 
@@ -62,11 +63,8 @@ def setup_plotly(renderer: str = BOOK_RENDERER) -> str:
     return renderer
 
 
-#: Op names for legends and labels.
-OP_LABEL = {
-    "none": "none", "max_pool_3x3": "max 3×3", "avg_pool_3x3": "avg 3×3", "skip_connect": "skip",
-    "sep_conv_3x3": "sep 3×3", "sep_conv_5x5": "sep 5×5", "dil_conv_3x3": "dil 3×3", "dil_conv_5x5": "dil 5×5",
-}
+#: Op names for legends and labels (the table is :data:`nas_core.ops.NAMES`).
+OP_LABEL = LABEL
 #: One colour per op (``none`` grey), shared by every figure.
 OP_COLOR = {
     "none": "#b0b0b0", "max_pool_3x3": "#8c564b", "avg_pool_3x3": "#e377c2", "skip_connect": "#17becf",

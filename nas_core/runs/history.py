@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from .. import faults
 from ..config import CODE_VERSION, SearchConfig
-from ..search import Search, initial_record
+from ..record import History
+from ..search import Search
 from . import io as files
 from . import parallel
 
@@ -51,40 +52,6 @@ def run_dir_for(config: SearchConfig, cache_dir: str | Path | None = None) -> Pa
     """The run cache's directory for ``config``: ``CACHE/ALGORITHM-KEY`` (see
     :meth:`SearchConfig.key`), under :func:`default_cache_dir` by default."""
     return Path(cache_dir or default_cache_dir()) / f"{config.algorithm}-{config.key()}"
-
-
-class History:
-    """A run's config and its per-epoch records."""
-
-    def __init__(self, config: SearchConfig, records: list[dict], path: Path | None = None):
-        self.config, self.records, self.path = config, records, path
-
-    def __len__(self):
-        return len(self.records)
-
-    @property
-    def finished(self) -> bool:
-        """True when the run has all ``config.epochs`` records."""
-        return len(self.records) >= self.config.epochs
-
-    @property
-    def initial(self) -> dict:
-        """The record of epoch 0: the architecture before any step (the authors log
-        the derived cell at the start of every epoch, epoch 0 included); a function
-        of the config, so every run has it."""
-        return initial_record(self.config)
-
-    @property
-    def last(self) -> dict:
-        """The last epoch's record."""
-        return self.records[-1]
-
-    def series(self, key: str, cell_type: str | None = None) -> list:
-        """One field per epoch, e.g. ``series('n_selected', 'normal')``."""
-        return [r[key][cell_type] if cell_type else r[key] for r in self.records]
-
-    def __repr__(self):
-        return f"History({self.config.algorithm}, {len(self)}/{self.config.epochs} epochs, {self.path})"
 
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
