@@ -3,7 +3,7 @@
 Measurements take a :class:`~nas_core.search.Search` or finished runs
 (:class:`~nas_core.runs.History`, read through :mod:`nas_core.record`) and
 return tidy tables (one row per observation); the chapter's figures
-(:mod:`nas_core.chapters.mechanisms_figures`) take those tables. Costs are
+(:mod:`nas_core.chapters.cost_figures`) take those tables. Costs are
 C = dL/dZ per (cell, edge, op): ``train`` holds the costs of the ops the search
 ran (under ``random_sample`` one op per edge drawn uniformly, so each op's mean
 is over the steps that drew it), ``probe_train`` and ``probe_heldout`` every
