@@ -110,14 +110,8 @@ class Search:
         return self.passes.forward_backward(x, y, samples, weight_grads)
 
     def measure(self, x, y, samples, train: bool = True) -> dict:
-        """One forward and backward pass on the batch (x, y) at ``samples`` (from
-        :meth:`draw`), changing nothing: no weight or alpha moves, BN's running
-        statistics are restored, no weight gets a gradient. BN uses
-        batch statistics (``train=False``: its running ones, eval mode).
-
-        Returns {"loss": scalar tensor, "logits": (batch, classes) tensor,
-        "z": {cell type: (cells of the type, edges, ops) Z the cells ran},
-        "cost": {cell type: dL/dZ of the same shape}}, all detached."""
+        """A pass that changes nothing and returns loss, logits, Z and cost (see
+        :meth:`CostPasses.measure`, which documents the dict)."""
         return self.passes.measure(x, y, samples, train)
 
     def evaluate(self, generator):
