@@ -114,7 +114,7 @@ def curves(outs: dict[str, Path], cell_type: str = "normal"):
         for h in _finished_runs(out):
             n_edges = h.config.topology.n_edges
             for r in h.records:
-                row = {"run": h.path.name, "study": STUDIES[name][0], "seed": h.config.seed, "epoch": r["epoch"],
+                row = {"run": h.path.name, "study": STUDIES[name][0], "seed": h.config.seed, "epoch": record.epoch(r),
                        "selected_fraction": record.wiring(r, "n_selected", cell_type) / n_edges,
                        "p_none": float(np.mean(record.p_none(r, cell_type)))}
                 for split in ("train", "heldout"):

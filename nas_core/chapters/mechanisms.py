@@ -142,7 +142,7 @@ def cell_sum_frame(runs, splits=("train", "probe_train", "probe_heldout"), cell_
                         sums = (m * count).sum((1, 2)) / max(steps, 1)
                     oc = record.output_cost(r, split)
                     for c, v in enumerate(sums):
-                        rows.append(dict(group=group, seed=h.config.seed, epoch=r["epoch"], split=split, cell=c,
+                        rows.append(dict(group=group, seed=h.config.seed, epoch=record.epoch(r), split=split, cell=c,
                                          last=c == len(sums) - 1, z_weighted_cost=float(v), output_cost=oc))
     return pd.DataFrame(rows)
 
@@ -159,7 +159,7 @@ def output_frame(runs, splits=("train", "heldout")):
                     if not o:
                         continue
                     for g in ("correct", "wrong"):
-                        rows.append(dict(group=group, seed=h.config.seed, epoch=r["epoch"], split=split, samples=g,
+                        rows.append(dict(group=group, seed=h.config.seed, epoch=record.epoch(r), split=split, samples=g,
                                          n=o[g]["n"], output_cost=o[g]["output_cost"], loss=o[g]["loss"],
                                          entropy=o[g]["entropy"], accuracy=o["accuracy"]))
     return pd.DataFrame(rows)
@@ -175,8 +175,9 @@ def run_summary(runs) -> pd.DataFrame:
             change = "; ".join([" ".join(f"e{e}" for e in iv.delete_edges) + " deleted"] * bool(iv.delete_edges)
                                + [f"e{e} = {SHORT[op]}" for e, op in iv.fix]) or "–"
             rows.append({"run": group, "seed": c.seed, "logit scale": c.logit_scale, "intervention": change,
-                         "probes": c.probe_batches, "epochs": len(h.records), "train acc": h.last["train_acc"],
-                         "held-out acc": h.last["heldout_acc"], "seconds": sum(r["seconds"] for r in h.records)})
+                         "probes": c.probe_batches, "epochs": len(h.records), "train acc": record.accuracy(h.last, "train"),
+                         "held-out acc": record.accuracy(h.last, "heldout"),
+                         "seconds": sum(record.seconds(r) for r in h.records)})
     return pd.DataFrame(rows).set_index("run")
 
 

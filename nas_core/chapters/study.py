@@ -144,8 +144,8 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     how long the train output cost stayed positive, and the runtime."""
     c, recs = h.config, h.records
     last10 = recs[-max(1, len(recs) // 10):]
-    train_acc = float(np.mean([r["train_acc"] for r in last10]))
-    held_acc = float(np.mean([r["heldout_acc"] for r in last10]))
+    train_acc = float(np.mean([record.accuracy(r, "train") for r in last10]))
+    held_acc = float(np.mean([record.accuracy(r, "heldout") for r in last10]))
     positive = [record.output_cost(r, "train") > 0 for r in recs]
     first_negative = positive.index(False) if False in positive else len(positive)
     p_none = record.p_none(recs[-1], cell_type)
@@ -153,7 +153,7 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     row = {"rung": rung.name, "group": rung.group, "seed": c.seed, "heldout_seed": c.seed in HELDOUT_SEEDS,
            "run": h.path.name if h.path else None,
            "code": f"v{made_by.get('code_version', '?')}@{made_by.get('commit', 'unknown')}", "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
-           "minutes": sum(r["seconds"] for r in recs) / 60,
+           "minutes": sum(record.seconds(r) for r in recs) / 60,
            "train_acc": train_acc, "heldout_acc": held_acc, "gap": train_acc - held_acc,
            "final_selected": record.wiring(recs[-1], "n_selected", cell_type),
            "early_winners": _winners(recs[max(0, math.ceil(len(recs) / 10) - 1)], cell_type),
@@ -196,11 +196,11 @@ def curve_rows(rung: Rung, h: History, cell_type: str = "normal") -> list[dict]:
     for i in keep:
         r = recs[i]
         dec = patterns.edge_decisions(record.probs(r, cell_type))
-        row = {"rung": rung.name, "seed": h.config.seed, "epoch": r["epoch"],
-               "step": r["epoch"] * steps_per_epoch(h.config),
+        row = {"rung": rung.name, "seed": h.config.seed, "epoch": record.epoch(r),
+               "step": record.epoch(r) * steps_per_epoch(h.config),
                "selected": record.wiring(r, "n_selected", cell_type),
                "decisively_selected": dec.count(patterns.SELECTED), "undecided": dec.count(patterns.UNDECIDED),
-               "train_acc": r["train_acc"], "heldout_acc": r["heldout_acc"],
+               "train_acc": record.accuracy(r, "train"), "heldout_acc": record.accuracy(r, "heldout"),
                "train_output_cost": record.output_cost(r, "train"),
                **{f"p_none_e{e}": float(v) for e, v in enumerate(record.p_none(r, cell_type))}}
         for split in ("train", "heldout"):

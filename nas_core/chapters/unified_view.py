@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..config import Intervention, SearchConfig
 from ..cost import output_cost
 from ..ops import NONE, OPS
-from ..relax import masked, probabilities
+from ..relax import ALGORITHMS, masked, probabilities
 from ..search import Search
 
 #: the small network of the checks: 3 normal cells of 4 channels on digits
@@ -182,7 +182,7 @@ def alpha_gradient(s: Search, x, y, seed: int = 0) -> dict:
                 max_abs_gradient=float(np.abs(a).max()))
 
 
-def alpha_gradients(algorithms=("darts", "snas", "dsnas", "gdas"), seed: int = 0, n: int = 32):
+def alpha_gradients(algorithms=ALGORITHMS, seed: int = 0, n: int = 32):
     """:func:`alpha_gradient` for each algorithm on its own small float64
     search, as a table."""
     rows = []

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import faults
+from .. import faults, record
 from ..config import CODE_VERSION, SearchConfig
 from ..record import History
 from ..search import Search
@@ -216,14 +216,14 @@ def checkpoint_of(history: History, search) -> dict:
     return _restore(history.path, history.records, search, epochs=len(history.records))
 
 
-def _history_line(record: dict) -> str:
+def _history_line(rec: dict) -> str:
     try:
-        return files.line_with_digest(record) + "\n"
+        return files.line_with_digest(rec) + "\n"
     except ValueError:
-        where = faults.nonfinite_path(record)
+        where = faults.nonfinite_path(rec)
         if where is None:
             raise
-        raise faults.DivergenceError(f"the search diverged in epoch {record.get('epoch')}: its record's {where} "
+        raise faults.DivergenceError(f"the search diverged in epoch {rec.get('epoch')}: its record's {where} "
                                      f"is not finite") from None
 
 
@@ -293,14 +293,14 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
         with fh:
             while search.epoch < config.epochs:
                 try:
-                    record = search.run_epoch()
-                    line = _history_line(record)
+                    rec = search.run_epoch()
+                    line = _history_line(rec)
                 except faults.DivergenceError as err:
                     kept = (f"the {len(records)} finished epoch(s) before it are kept in {path}, resumable"
                             if records else f"no epoch finished ({path})")
                     raise faults.DivergenceError(f"{err}; {kept}; the run is not finished") from None
-                e = record["epoch"]
-                if stale and _without_time(stale[:1]) != _without_time([record]):
+                e = record.epoch(rec)
+                if stale and _without_time(stale[:1]) != _without_time([rec]):
                     warnings.warn(f"{path}: epoch {e} recomputed differs from its earlier record (another machine or "
                                   f"thread count?); the new one is kept", RuntimeWarning, stacklevel=2)
                 stale = stale[1:]
@@ -319,12 +319,12 @@ def run(config: SearchConfig, out: str | Path | None = None, *, cache_dir: str |
                                    f"resume") from err
                 if faults.injected("checkpoint", e):
                     faults.die()
-                records.append(record)
+                records.append(rec)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(edges=record["n_selected"].get("normal"), acc=f"{record['train_acc']:.2f}")
+                    bar.set_postfix(edges=record.wiring(rec, "n_selected"), acc=f"{record.accuracy(rec):.2f}")
                 if callback is not None:
-                    callback(record)
+                    callback(rec)
     finally:
         if bar is not None:
             bar.close()
