@@ -48,3 +48,17 @@ def test_width_states_the_table_s_counts_and_margins(runs):
     shifted = runs.copy()
     shifted.loc[shifted.rung == "faithful DSNAS", "margin_e4"] -= 0.5
     assert findings.width(shifted).data != text
+
+
+def test_a_rung_part_run_says_how_many_seeds_have_run(runs):
+    """A rung with 2 of its 5 seeds is reported as such, in the ladder and in the
+    chapters' Fashion-MNIST lines; with all five, the note goes."""
+    part = runs[runs.rung == "faithful DSNAS"].head(2).assign(rung="Fashion-MNIST DSNAS")
+    table = pd.concat([runs[runs.rung != "Fashion-MNIST DSNAS"], part], ignore_index=True)
+    note = "only 2 of the rung's 5 seeds have run so far"
+    for write in (findings.ladder, findings.width, findings.growing):
+        text = write(table).data
+        assert f"*Fashion-MNIST DSNAS*" in text and note in text
+    whole = runs[runs.rung == "faithful DSNAS"].assign(rung="Fashion-MNIST DSNAS")
+    assert "have run so far" not in findings.width(
+        pd.concat([runs[runs.rung != "Fashion-MNIST DSNAS"], whole], ignore_index=True)).data.split("On Fashion")[1]

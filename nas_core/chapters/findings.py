@@ -71,6 +71,24 @@ def _held(held: pd.DataFrame, stat: str) -> str:
             f"{int(held[f'{stat}_decisive.holds'].sum())} of {len(held)} (the paper's on {int(held[f'{stat}.holds'].sum())}).")
 
 
+def _so_far(sub: pd.DataFrame, name: str) -> str:
+    """'; only k of the rung's n seeds have run so far' where it has not run them all, else ''."""
+    n = len(rung(name).seeds)
+    return f"; only {len(sub)} of the rung's {n} seeds have run so far" if len(sub) < n else ""
+
+
+def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
+    """The chapter's pattern on Fashion-MNIST, rung by rung, or that it has not run."""
+    lines = []
+    for name in names:
+        sub = _of(runs, name)
+        lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): " + (
+            f"{_stat_line(sub, stat)}{_so_far(sub, name)}; {span(sub.final_selected, 0)} edges remain at "
+            f"the end, train accuracy {span(sub.train_acc, 2)}, gap {points(sub.gap)}."
+            if len(sub) else f"{NOT_RUN}."))
+    return "\n\n**On Fashion-MNIST**, a harder dataset at the paper's steps per epoch: " + " ".join(lines)
+
+
 def _steps(sub: pd.DataFrame) -> str:
     return f"{int(sub.steps.iloc[0]):,} steps"
 
@@ -176,8 +194,14 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
         sub = _of(runs, name)
         text.append(f"\n\n{what}: " + (
             f"a gap of {points(sub.gap)}, {span(sub.final_selected, 0)} edges remain at the end, the deep "
-            f"edge ends with {_deep_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}."
+            f"edge ends with {_deep_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}{_so_far(sub, name)}."
             if len(sub) else f"{NOT_RUN}."))
+    sub = _of(runs, "single-level control 13k steps")
+    text.append("Its single-level control at 13k steps: " + (
+        f"{span(sub.final_selected, 0)} edges remain at the end, the mean p(none) falls on "
+        f"{seeds(int((sub.p_none_rise < 0).sum()), len(sub))}{_so_far(sub, 'single-level control 13k steps')}."
+        if len(sub) else f"{NOT_RUN}."))
+    text.append(_fashion(runs, "bilevel", ("Fashion-MNIST bi-level DARTS", "Fashion-MNIST single-level control")))
     return Markdown(" ".join(text))
 
 
@@ -204,7 +228,8 @@ def _dsnas_ending(runs: pd.DataFrame, text: list[str], stat: str, full_cell) -> 
     """A DSNAS chapter's summary ``text``, then the full cell (``full_cell(rows)``) and
     the rung with more steps, each where it has run."""
     text.append(_if_run(runs, "full cell DSNAS", full_cell))
-    return Markdown(" ".join(text) + "\n\n" + _more_steps(runs, "DSNAS 20k steps", stat))
+    fashion = _fashion(runs, stat, ("Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28"))
+    return Markdown(" ".join(text) + "\n\n" + _more_steps(runs, "DSNAS 20k steps", stat) + fashion)
 
 
 def _more_steps(runs: pd.DataFrame, name: str, stat: str) -> str:
@@ -248,8 +273,8 @@ def ladder(runs: pd.DataFrame) -> Markdown:
         sub = _of(runs, name)
         stat = "width" if rung(name).preset == "growing" else "bilevel"
         lines.append(f"- *{name}*: " + (
-            f"{_stat_line(sub, stat)}; {span(sub.final_selected, 0)} edges remain at the end, gap {points(sub.gap)}."
-            if len(sub) else f"{NOT_RUN}."))
+            f"{_stat_line(sub, stat)}{_so_far(sub, name)}; {span(sub.final_selected, 0)} edges remain at the "
+            f"end, gap {points(sub.gap)}." if len(sub) else f"{NOT_RUN}."))
     return Markdown("\n".join(lines))
 
 
