@@ -31,6 +31,14 @@ def test_rungs_are_data_and_their_configs_are_valid():
     assert "--epochs 2690" in study.rung("DSNAS 78k steps").command()
 
 
+def test_the_paper_scale_page_gives_each_out_of_reach_rung_s_command():
+    """book/paper_scale.md types the commands of the rungs beyond two cores: they
+    must be the ones the study would run (a change of steps per epoch changes them)."""
+    page = (study.TABLE_DIR.parent / "book" / "paper_scale.md").read_text()
+    far = [r for r in study.RUNGS if not r.cpu]
+    assert far and all(f"`{r.command()}`" in page for r in far)
+
+
 def test_tables_from_executed_runs(tmp_path, monkeypatch):
     tiny = study.Rung("tiny", "ladder", "growing", TINY, seeds=(0, 5))
     monkeypatch.setattr(study, "RUNGS", (tiny,))
