@@ -148,11 +148,12 @@ def growing(runs: pd.DataFrame) -> Markdown:
             f"initialisation the logits start small, so that cost starts near zero, and α, moving at "
             f"3e-4 a step, has no time to let `none` win" + _positive_phase(both) + "."]
     text.append(_if_run(runs, "logit scale x20", lambda scaled: (
-        f"\n\nThe initial logit scale is the lever that empties the cell ({'{doc}'}`study`): with the "
-        f"classifier's initial weights ×20 the output cost stays positive for "
+        f"\n\nThe initial logit scale is the lever the first calibration turned ({'{doc}'}`study`): with "
+        f"the classifier's initial weights ×20 the output cost stays positive for "
         f"{span(scaled.positive_output_cost_steps, 0)} steps{_positive_phase(scaled)}; `none` takes "
-        f"{span(5 - (5 * scaled['growing.early_min_fraction']).round(), 0)} of the five edges early, and "
-        f"the paper's statistic holds on {count(scaled, 'growing.holds')} seeds.")))
+        f"{span(5 - (5 * scaled['growing.early_min_fraction']).round(), 0)} of the five edges early, the "
+        f"cell empties on {seeds(int((scaled['growing.early_min_fraction'] == 0).sum()), len(scaled))}, "
+        f"and the paper's statistic holds on {count(scaled, 'growing.holds')} seeds.")))
     return _dsnas_ending(runs, text, "growing", lambda full: (
         f"On the full cell the output cost is positive for {span(full.positive_output_cost_steps, 0)} steps "
         f"and the cell keeps at least {int((14 * full['growing.early_min_fraction']).round().min())} of its "
