@@ -18,6 +18,7 @@ from ..plots.style import OP_LABEL
 from .study import HELDOUT_SEEDS, RUNGS, rung
 
 NOT_RUN = "not yet run on the current code (`make study` runs it)"
+PATTERN_NAMES = {"width": "width over depth", "growing": "growing, not pruning", "bilevel": "no edge under bi-level"}
 
 
 # ---- phrases ------------------------------------------------------------------------
@@ -273,9 +274,11 @@ def ladder(runs: pd.DataFrame) -> Markdown:
                  *(r.name for r in RUNGS if r.profile == "fashion" and r.group == "ladder")):
         sub = _of(runs, name)
         stat = "width" if rung(name).preset == "growing" else "bilevel"
-        lines.append(f"- *{name}*: " + (
-            f"{_stat_line(sub, stat)}{_so_far(sub, name)}; {span(sub.final_selected, 0)} edges remain at the "
-            f"end, gap {points(sub.gap)}." if len(sub) else f"{NOT_RUN}."))
+        growing = (f"; growing: tie-aware on {count(sub, 'growing_decisive.holds')}, the paper's on "
+                   f"{count(sub, 'growing.holds')}" if stat == "width" else "")
+        lines.append(f"- *{name}*" + (
+            f" ({PATTERN_NAMES[stat]}): {_stat_line(sub, stat)}{growing}{_so_far(sub, name)}; {span(sub.final_selected, 0)} "
+            f"edges remain at the end, gap {points(sub.gap)}." if len(sub) else f": {NOT_RUN}."))
     return Markdown("\n".join(lines))
 
 

@@ -100,6 +100,9 @@ RUNGS: tuple[Rung, ...] = (
          note="14x14, 3 cells, 30k / 30k, the paper's 13k steps: about 95 min per seed on one core"),
     Rung("Fashion-MNIST single-level control", "ladder", "bilevel-control", profile="fashion",
          note="the control on 30k training images, 13k steps"),
+    # the two departures of the first calibration that move alpha most, put back alone on Fashion-MNIST
+    *(Rung(f"Fashion-MNIST {name}", "ladder", "growing", DEPARTURES[name], profile="fashion",
+           note="14x14, 78k steps, one departure put back alone") for name in ("logit scale x20", "arch lr x33")),
 )
 
 
