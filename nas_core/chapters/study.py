@@ -305,7 +305,7 @@ def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
 def load_tables(out: str | Path | None = None, version: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The committed study tables (``make study`` writes them): ``study/`` of the
     repository, or of the working directory or its parent (a notebook in ``book/``);
-    ``version`` names a subfolder (``"v2"``: the runs of code version 2)."""
+    ``version`` names a subfolder (``"v1"``: the runs of code version 1, before the fidelity fixes)."""
     if out is None:
         found = [d / version for d in (TABLE_DIR, Path("study"), Path("../study"))
                  if (d / version / RUNS_TABLE).is_file()]
