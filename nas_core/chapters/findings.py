@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from ..patterns import TIE_MARGIN
+from ..patterns import BILEVEL_CONTROL_MIN, TIE_MARGIN
 from ..plots.style import OP_LABEL
 from .study import HELDOUT_SEEDS, RUNGS, rung
 
@@ -276,8 +276,10 @@ def ladder(runs: pd.DataFrame) -> Markdown:
         stat = "width" if rung(name).preset == "growing" else "bilevel"
         growing = (f"; growing: tie-aware on {count(sub, 'growing_decisive.holds')}, the paper's on "
                    f"{count(sub, 'growing.holds')}" if stat == "width" else "")
+        label = PATTERN_NAMES[stat] if rung(name).preset != "bilevel-control" else \
+            f"the control, which holds where it keeps at least {BILEVEL_CONTROL_MIN:.0%} of its edges"
         lines.append(f"- *{name}*" + (
-            f" ({PATTERN_NAMES[stat]}): {_stat_line(sub, stat)}{growing}{_so_far(sub, name)}; {span(sub.final_selected, 0)} "
+            f" ({label}): {_stat_line(sub, stat)}{growing}{_so_far(sub, name)}; {span(sub.final_selected, 0)} "
             f"edges remain at the end, gap {points(sub.gap)}." if len(sub) else f": {NOT_RUN}."))
     return Markdown("\n".join(lines))
 
