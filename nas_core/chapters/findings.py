@@ -87,7 +87,7 @@ def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
             f"{_stat_line(sub, stat)}{_so_far(sub, name)}; {span(sub.final_selected, 0)} edges remain at "
             f"the end, train accuracy {span(sub.train_acc, 2)}, gap {points(sub.gap)}."
             if len(sub) else f"{NOT_RUN}."))
-    return "\n\n**On Fashion-MNIST**, a harder dataset at the paper's steps per epoch: " + " ".join(lines)
+    return "\n\n**On Fashion-MNIST**, a harder dataset with about the paper's steps per epoch: " + " ".join(lines)
 
 
 def _steps(sub: pd.DataFrame) -> str:
@@ -199,10 +199,10 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
             f"edge ends with {_deep_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}{_so_far(sub, name)}."
             if len(sub) else f"{NOT_RUN}."))
     sub = _of(runs, "single-level control 13k steps")
-    text.append("Its single-level control at 13k steps: " + (
-        f"{span(sub.final_selected, 0)} edges remain at the end, the mean p(none) falls on "
+    text.append("Its single-level control at 13k steps " + (
+        f"keeps {span(sub.final_selected, 0)} of its five edges, and its mean p(none) falls on "
         f"{seeds(int((sub.p_none_rise < 0).sum()), len(sub))}{_so_far(sub, 'single-level control 13k steps')}."
-        if len(sub) else f"{NOT_RUN}."))
+        if len(sub) else f"is {NOT_RUN}."))
     text.append(_fashion(runs, "bilevel", ("Fashion-MNIST bi-level DARTS", "Fashion-MNIST single-level control")))
     return Markdown(" ".join(text))
 
