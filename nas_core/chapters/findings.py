@@ -61,6 +61,10 @@ def _deep_ops(sub: pd.DataFrame, edge: int) -> str:
 def _stat_line(sub: pd.DataFrame, stat: str, who: str = "seeds") -> str:
     """'the tie-aware statistic holds on k of the n WHO (the paper's argmax statistic on m)'."""
     k, m = int(sub[f"{stat}_decisive.holds"].sum()), int(sub[f"{stat}.holds"].sum())
+    if len(sub) == 1:
+        def verdict(holds):
+            return "holds" if holds else "does not hold"
+        return f"the tie-aware statistic {verdict(k)} on the one seed run (the paper's argmax statistic {verdict(m)})"
     return f"the tie-aware statistic holds on {k} of the {len(sub)} {who} (the paper's argmax statistic on {m})"
 
 
@@ -75,7 +79,8 @@ def _held(held: pd.DataFrame, stat: str) -> str:
 def _so_far(sub: pd.DataFrame, name: str) -> str:
     """'; only k of the rung's n seeds have run so far' where it has not run them all, else ''."""
     n = len(rung(name).seeds)
-    return f"; only {len(sub)} of the rung's {n} seeds have run so far" if len(sub) < n else ""
+    return f"; only {len(sub)} of the rung's {n} seeds {'has' if len(sub) == 1 else 'have'} run so far" \
+        if len(sub) < n else ""
 
 
 def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
@@ -83,11 +88,23 @@ def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
     lines = []
     for name in names:
         sub = _of(runs, name)
-        lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): " + (
-            f"{_stat_line(sub, stat)}{_so_far(sub, name)}; {span(sub.final_selected, 0)} edges remain at "
-            f"the end, train accuracy {span(sub.train_acc, 2)}, gap {points(sub.gap)}."
-            if len(sub) else f"{NOT_RUN}."))
+        if not len(sub):
+            lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): {NOT_RUN}.")
+            continue
+        what = {"width": f"the deep edge's p(none) ends at {span(sub.p_none_e4)} (margin {span(sub.margin_e4)}), "
+                         f"and the input edges end with {_input_ops(sub)}; ",
+                "growing": f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0)} "
+                           f"steps; "}.get(stat, "") if rung(name).overrides.get("cell") != "full" else ""
+        lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): {_stat_line(sub, stat)}{_so_far(sub, name)}; "
+                     f"{what}{span(sub.final_selected, 0)} edges remain at the end, train accuracy "
+                     f"{span(sub.train_acc, 2)}, gap {points(sub.gap)}.")
     return "\n\n**On Fashion-MNIST**, a harder dataset with about the paper's steps per epoch: " + " ".join(lines)
+
+
+def _input_ops(sub: pd.DataFrame) -> str:
+    """The ops that end on the input edges e0-e3 over the rung's seeds: 'sep 3×3 on 5, skip on 3'."""
+    ops = sub.late_winners.str.split("|").str[:4].explode().value_counts()
+    return ", ".join(f"{OP_LABEL.get(op, op)} on {n}" for op, n in ops.items())
 
 
 def _steps(sub: pd.DataFrame) -> str:
@@ -230,7 +247,8 @@ def _dsnas_ending(runs: pd.DataFrame, text: list[str], stat: str, full_cell) -> 
     """A DSNAS chapter's summary ``text``, then the full cell (``full_cell(rows)``) and
     the rung with more steps, each where it has run."""
     text.append(_if_run(runs, "full cell DSNAS", full_cell))
-    fashion = _fashion(runs, stat, ("Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28"))
+    fashion = _fashion(runs, stat, ("Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28",
+                                    "Fashion-MNIST full cell DSNAS"))
     return Markdown(" ".join(text) + "\n\n" + _more_steps(runs, "DSNAS 20k steps", stat) + fashion)
 
 
