@@ -98,7 +98,8 @@ def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
         lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): {_stat_line(sub, stat)}{_so_far(sub, name)}; "
                      f"{what}{span(sub.final_selected, 0)} edges remain at the end, train accuracy "
                      f"{span(sub.train_acc, 2)}, gap {points(sub.gap)}.")
-    return "\n\n**On Fashion-MNIST**, a harder dataset with about the paper's steps per epoch: " + " ".join(lines)
+    return ("\n\n**On Fashion-MNIST**, a harder dataset with about the paper's steps per epoch:\n\n"
+            + "\n".join(f"- {line}" for line in lines) + "\n")
 
 
 def _input_ops(sub: pd.DataFrame) -> str:
