@@ -18,7 +18,8 @@ from ..plots.style import OP_LABEL
 from .study import HELDOUT_SEEDS, RUNGS, rung
 
 NOT_RUN = "not yet run on the current code (`make study` runs it)"
-PATTERN_NAMES = {"width": "width over depth", "growing": "growing, not pruning", "bilevel": "no edge under bi-level"}
+PATTERN_NAMES = {"growing": "growing, not pruning", "width": "width over depth",
+                 "bilevel": "no edge under bi-level optimisation"}
 
 
 # ---- phrases ------------------------------------------------------------------------
@@ -52,9 +53,10 @@ def _edges(sub: pd.DataFrame, prefix: str, edges) -> pd.DataFrame:
     return sub[[f"{prefix}{e}" for e in edges]]
 
 
-def _deep_ops(sub: pd.DataFrame, edge: int) -> str:
-    """Which op ends on ``edge`` per seed, most frequent first: 'none on 3, skip on 2'."""
-    ops = sub.late_winners.str.split("|").str[edge].value_counts()
+def _late_ops(sub: pd.DataFrame, edges) -> str:
+    """Which op ends on ``edges`` (an edge, or a slice of edges) over the rung's seeds,
+    most frequent first: 'none on 3, skip on 2'."""
+    ops = sub.late_winners.str.split("|").str[edges].explode().value_counts()
     return ", ".join(f"{OP_LABEL.get(op, op)} on {n}" for op, n in ops.items())
 
 
@@ -87,25 +89,22 @@ def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
     """The chapter's pattern on Fashion-MNIST, rung by rung, or that it has not run."""
     lines = []
     for name in names:
-        sub = _of(runs, name)
+        sub, r = _of(runs, name), rung(name)
+        head = f"*{name}* ({r.note.split(':')[0]}): "
         if not len(sub):
-            lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): {NOT_RUN}.")
+            lines.append(f"{head}{NOT_RUN}.")
             continue
-        what = {"width": f"the deep edge's p(none) ends at {span(sub.p_none_e4)} (margin {span(sub.margin_e4)}), "
-                         f"and the input edges end with {_input_ops(sub)}; ",
-                "growing": f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0)} "
-                           f"steps; "}.get(stat, "") if rung(name).overrides.get("cell") != "full" else ""
-        lines.append(f"*{name}* ({rung(name).note.split(':')[0]}): {_stat_line(sub, stat)}{_so_far(sub, name)}; "
-                     f"{what}{span(sub.final_selected, 0)} edges remain at the end, train accuracy "
+        detail = ""   # the minimal cell's deep edge is e4; the full cell's edges are summed up by the statistic
+        if stat == "width" and r.overrides.get("cell") != "full":
+            detail = (f"the deep edge's p(none) ends at {span(sub.p_none_e4)} (margin {span(sub.margin_e4)}), "
+                      f"and the input edges end with {_late_ops(sub, slice(0, 4))}; ")
+        elif stat == "growing" and r.overrides.get("cell") != "full":
+            detail = f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0)} steps; "
+        lines.append(f"{head}{_stat_line(sub, stat)}{_so_far(sub, name)}; {detail}"
+                     f"{span(sub.final_selected, 0)} edges remain at the end, train accuracy "
                      f"{span(sub.train_acc, 2)}, gap {points(sub.gap)}.")
     return ("\n\n**On Fashion-MNIST**, a harder dataset with about the paper's steps per epoch:\n\n"
             + "\n".join(f"- {line}" for line in lines) + "\n")
-
-
-def _input_ops(sub: pd.DataFrame) -> str:
-    """The ops that end on the input edges e0-e3 over the rung's seeds: 'sep 3×3 on 5, skip on 3'."""
-    ops = sub.late_winners.str.split("|").str[:4].explode().value_counts()
-    return ", ".join(f"{OP_LABEL.get(op, op)} on {n}" for op, n in ops.items())
 
 
 def _steps(sub: pd.DataFrame) -> str:
@@ -197,7 +196,7 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
             ("The bi-level runs prune" if 2 * rises > len(both) else "The bi-level runs do not prune")
             + f": the mean p(none) over the edges rises on {seeds(rises, len(both))}, "
             f"and {span(both.final_selected, 0)} of the five edges remain at the end. The deep edge ends "
-            f"with {_deep_ops(both, 4)} of the {len(both)} seeds. Its convolutions cost "
+            f"with {_late_ops(both, 4)} of the {len(both)} seeds. Its convolutions cost "
             f"{span(both.late_conv_cost_heldout_deep)} on the held-out split over the last tenth of the "
             f"search, which α follows, and {span(both.late_conv_cost_train_deep)} on the train split."]
     if len(ctrl):
@@ -214,7 +213,7 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
         sub = _of(runs, name)
         text.append(f"\n\n{what}: " + (
             f"a gap of {points(sub.gap)}, {span(sub.final_selected, 0)} edges remain at the end, the deep "
-            f"edge ends with {_deep_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}{_so_far(sub, name)}."
+            f"edge ends with {_late_ops(sub, 4)}, and {_stat_line(sub, 'bilevel', 'seeds')}{_so_far(sub, name)}."
             if len(sub) else f"{NOT_RUN}."))
     sub = _of(runs, "single-level control 13k steps")
     text.append("Its single-level control at 13k steps " + (
@@ -281,7 +280,7 @@ def ablation(runs: pd.DataFrame) -> Markdown:
         lines.append(
             f"- *{name}*: width holds on {count(sub, 'width.holds')} seeds (tie-aware "
             f"{count(sub, 'width_decisive.holds')}), growing on {count(sub, 'growing.holds')}; the deep edge's "
-            f"p(none) ends at {span(sub.p_none_e4)} and its argmax is {_deep_ops(sub, 4)}; the output cost is positive for "
+            f"p(none) ends at {span(sub.p_none_e4)} and its argmax is {_late_ops(sub, 4)}; the output cost is positive for "
             f"{span(sub.positive_output_cost_steps, 0)} steps; train accuracy {span(sub.train_acc, 2)}.")
     return Markdown("\n".join(lines))
 
@@ -306,12 +305,11 @@ def ladder(runs: pd.DataFrame) -> Markdown:
 def headline(runs: pd.DataFrame) -> Markdown:
     """The introduction's summary: each pattern at the faithful presets, tie-aware first."""
     rows = []
-    for stat, name, held_name, label in (
-            ("growing", "faithful DSNAS", "faithful DSNAS, held-out seeds", "Growing, not pruning"),
-            ("width", "faithful DSNAS", "faithful DSNAS, held-out seeds", "Width over depth"),
-            ("bilevel", "faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds",
-             "No edge under bi-level optimisation")):
-        sub, held = _of(runs, name), _of(runs, held_name)
+    for stat, name, held_name in (
+            ("growing", "faithful DSNAS", "faithful DSNAS, held-out seeds"),
+            ("width", "faithful DSNAS", "faithful DSNAS, held-out seeds"),
+            ("bilevel", "faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")):
+        sub, held, label = _of(runs, name), _of(runs, held_name), PATTERN_NAMES[stat].capitalize()
         if not len(sub):
             rows.append(f"- **{label}**: {NOT_RUN}.")
             continue
