@@ -103,7 +103,7 @@ class EpochLoop:
         with kept_buffers(st.net), torch.no_grad():
             for x, y in datasets.batches(st.splits.heldout_x[:n], st.splits.heldout_y[:n], 256, generator):
                 samples = self.passes.draw(generator)
-                z = {t: s.z.unsqueeze(0).expand(st.net.count(t), -1, -1) for t, s in samples.items()}
+                z = st.z_for_cells({t: s.z for t, s in samples.items()})
                 outs.add(st.net(x, z, {t: s.active for t, s in samples.items()}), y)
         return outs
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops import NONE
-from .state import SearchState, kept_buffers
+from .state import SearchState, kept_buffers, train_mode
 
 
 @contextmanager
@@ -48,10 +48,9 @@ class CostPasses:
 
     def forward(self, x, samples):
         """Logits and the per-cell leaf copies of Z whose .grad will be the cost."""
-        net = self.state.net
-        z = {t: s.z.detach().unsqueeze(0).expand(net.count(t), -1, -1).clone().requires_grad_()
-             for t, s in samples.items()}
-        logits = net(x, z, {t: s.active for t, s in samples.items()})
+        z = {t: v.clone().requires_grad_()
+             for t, v in self.state.z_for_cells({t: s.z.detach() for t, s in samples.items()}).items()}
+        logits = self.state.net(x, z, {t: s.active for t, s in samples.items()})
         return logits, z
 
     @staticmethod
@@ -98,16 +97,10 @@ class CostPasses:
         Returns {"loss": scalar tensor, "logits": (batch, classes) tensor,
         "z": {cell type: (cells of the type, edges, ops) Z the cells ran},
         "cost": {cell type: dL/dZ of the same shape}}, all detached."""
-        net = self.state.net
-        was = net.training
-        with kept_buffers(net):
-            net.train(train)
-            try:
-                # costs alone: no weight gets a gradient, so measuring never changes
-                # which weights SGD keeps moving (see SearchState.zero_grad)
-                loss, logits, z = self.forward_backward(x, y, samples, weight_grads=False)
-            finally:
-                net.train(was)
+        with kept_buffers(self.state.net), train_mode(self.state.net, train):
+            # costs alone: no weight gets a gradient, so measuring never changes
+            # which weights SGD keeps moving (see SearchState.zero_grad)
+            loss, logits, z = self.forward_backward(x, y, samples, weight_grads=False)
         self.state.zero_grad()
         return {"loss": loss.detach(), "logits": logits.detach(), "z": {t: v.detach() for t, v in z.items()},
                 "cost": {t: v.grad for t, v in z.items()}}

@@ -17,7 +17,7 @@ from ..config import SearchConfig
 from .bilevel import BilevelAlphaStep
 from .epoch import EpochLoop, architecture
 from .passes import CostPasses
-from .state import SearchState, kept_buffers
+from .state import SearchState, kept_buffers, train_mode
 from .step import SingleLevelStep
 
 
@@ -152,7 +152,7 @@ class Search:
     def z_for_cells(self, z: dict) -> dict:
         """Each type's one (edges x ops) Z given to every cell of the type:
         {cell type: (cells of the type, edges, ops)}, a view of ``z``."""
-        return {t: v.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, v in z.items()}
+        return self.state.z_for_cells(z)
 
     @contextlib.contextmanager
     def measuring(self, train: bool = True):
@@ -160,13 +160,8 @@ class Search:
         (batch statistics) or eval mode (``train=False``), its running statistics
         and the mode restored afterwards. Backpropagate inside the block (eval-mode
         BN's backward reads the running statistics). Yields nothing."""
-        was = self.net.training
-        with kept_buffers(self.net):
-            self.net.train(train)
-            try:
-                yield
-            finally:
-                self.net.train(was)
+        with kept_buffers(self.net), train_mode(self.net, train):
+            yield
 
     def logits(self, x, z: dict, active: dict, nodes: list | None = None):
         """The supernet's logits at an explicit Z ({cell type: (cells of the type,
@@ -184,13 +179,10 @@ class Search:
         for m in bns:
             m.reset_running_stats()
             m.momentum = None
-        was = self.net.training
-        self.net.train(True)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), train_mode(self.net):
                 for x in images:
                     self.net(x, z, active)
         finally:
-            self.net.train(was)
             for m, momentum in zip(bns, saved):
                 m.momentum = momentum

@@ -37,6 +37,18 @@ def kept_buffers(net: torch.nn.Module):
                 torch._foreach_copy_(buffers, saved)
 
 
+@contextlib.contextmanager
+def train_mode(net: torch.nn.Module, train: bool = True):
+    """Run with ``net`` in train mode (BN on batch statistics) or eval mode
+    (``train=False``), and restore its mode afterwards. A context manager; yields nothing."""
+    was = net.training
+    net.train(train)
+    try:
+        yield
+    finally:
+        net.train(was)
+
+
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """The random stream of one epoch: fixed by (seed, epoch), so a resumed run
     draws exactly what an uninterrupted one would.
@@ -160,6 +172,11 @@ class SearchState:
             torch._foreach_zero_(grads)
 
     # ---- updates -----------------------------------------------------------------
+    def z_for_cells(self, z: dict) -> dict:
+        """Each type's one (edges x ops) Z given to every cell of the type:
+        {cell type: (cells of the type, edges, ops)}, a view of ``z``."""
+        return {t: v.unsqueeze(0).expand(self.net.count(t), -1, -1) for t, v in z.items()}
+
     def update_alpha(self, samples, cost_by_type: dict):
         """One Adam step of alpha along the relaxation's rule applied to ``cost_by_type``
         ({cell type: cost summed over the cells sharing its alpha}); each type's
