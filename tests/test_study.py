@@ -66,6 +66,28 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     assert len(study_figures.winners(again, ["tiny"])) == 2
 
 
+def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost(monkeypatch):
+    short = study.Rung("short", "ladder", "growing", TINY, seeds=(0, 1))
+    longer = study.Rung("longer", "ladder", "growing", {**TINY, "epochs": 30, "arch_lr": 0.01}, cpu=False)
+    wider = study.Rung("wider", "ladder", "growing", {**TINY, "channels": 8})
+    monkeypatch.setattr(study, "RUNGS", (short, longer, wider))
+    per_epoch = 96 // TINY["batch_size"]
+    runs = pd.DataFrame({"rung": ["short", "short", "longer"], "seed": [0, 1, 2],
+                         "steps": [3 * per_epoch] * 3, "minutes": [0.6, 1.2, 0.3]})
+    todo = study.still_to_run(runs)
+    assert list(todo.index) == ["longer", "wider"]   # short has all its seeds
+    assert todo.loc["longer", "seeds missing"] == "0 1 3 4"
+    assert todo.loc["longer", "steps per seed"] == 30 * per_epoch
+    # the mean minutes per step of the three runs that cost the same (the learning rate does not)
+    assert todo.loc["longer", "minutes per seed"] == pytest.approx(30 * per_epoch * (0.6 + 1.2 + 0.3) / 3
+                                                                    / (3 * per_epoch))
+    assert np.isnan(todo.loc["wider", "minutes per seed"])   # more channels: nothing measured
+    assert todo.loc["longer", "command"] == longer.command() and not todo.loc["longer", "make study runs it"]
+    shown = study_figures.to_run_table(runs)
+    assert list(shown["minutes per seed"]) == ["7", "not measured yet"]
+    assert list(shown["make study runs it"]) == ["no", "yes"]
+
+
 def test_load_tables_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="make study"):
         study.load_tables(tmp_path)

@@ -339,6 +339,40 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# the config fields that set the cost of one step; epochs, seeds and the learning rates do not
+STEP_COST_FIELDS = ("data", "resolution", "algorithm", "level", "order", "cell", "network", "cells",
+                    "channels", "batch_size")
+
+
+def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every rung with seeds missing from ``runs`` (those out of reach on two cores
+    included): the seeds, the steps of one seed, the command of one seed and the
+    minutes one seed is expected to take on one core here: its steps times the
+    measured minutes per step of the finished runs whose steps cost the same
+    (NaN where none has run)."""
+    def cost_key(r: Rung) -> tuple:
+        c = r.configs()[0]
+        return tuple(getattr(c, f) for f in STEP_COST_FIELDS)
+
+    per_step: dict[tuple, list[float]] = {}
+    for r in RUNGS:
+        sub = runs[runs.rung == r.name]
+        per_step.setdefault(cost_key(r), []).extend(sub.minutes / sub.steps)
+    rows = []
+    for r in RUNGS:
+        missing = sorted(set(r.seeds) - set(runs[runs.rung == r.name].seed))
+        if not missing:
+            continue
+        c = r.configs()[0]
+        steps = c.epochs * steps_per_epoch(c)
+        measured = per_step.get(cost_key(r), [])
+        rows.append({"rung": r.name, "seeds missing": " ".join(map(str, missing)), "steps per seed": steps,
+                     "minutes per seed": steps * float(np.mean(measured)) if measured else np.nan,
+                     "make study runs it": r.cpu, "command": r.command()})
+    columns = ["rung", "seeds missing", "steps per seed", "minutes per seed", "make study runs it", "command"]
+    return pd.DataFrame(rows, columns=columns).set_index("rung")
+
+
 def main(args) -> int:
     """``python -m nas_core study``: run what is missing, write the tables, print
     the summary and the commands of the rungs out of reach here."""
@@ -353,9 +387,13 @@ def main(args) -> int:
     runs, _ = load_tables(args.out)
     print(summary(runs).to_string())
     print(f"\ntables: {paths[0]}, {paths[1]}")
-    far = [r for r in RUNGS if not r.cpu]
-    if far:
-        print("\nout of reach on two cores (run them on a larger machine, one per seed):", file=sys.stderr)
-        for r in far:
-            print(f"  {r.name} ({r.note}): {r.command()}", file=sys.stderr)
+    todo = still_to_run(runs)
+    if len(todo):
+        print("\nstill to run (one command per seed; minutes per seed estimated from the measured step time):",
+              file=sys.stderr)
+        for name, t in todo.iterrows():
+            minutes = "time per seed not measured yet" if np.isnan(t["minutes per seed"]) \
+                else f"~{t['minutes per seed']:.0f} min per seed"
+            reach = "" if t["make study runs it"] else ", beyond what make study runs"
+            print(f"  {name}, seeds {t['seeds missing']} ({minutes}{reach}): {t.command}", file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
 from ..presets import preset
 from ..data import steps_per_epoch, weight_split_size
-from .study import RUNGS, STATISTICS
+from .study import RUNGS, STATISTICS, still_to_run
 
 MARK = {True: "✓", False: "·"}
 STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
@@ -152,10 +152,13 @@ def settings_table() -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def out_of_reach() -> pd.DataFrame:
-    """The rungs this machine cannot run, with the command that runs one seed."""
-    return pd.DataFrame([{"rung": r.name, "what": r.note, "command": r.command()} for r in RUNGS if not r.cpu]
-                        ).set_index("rung")
+def to_run_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~nas_core.chapters.study.still_to_run`, for reading: whole minutes,
+    and 'not measured yet' where no run of the same step cost has finished."""
+    table = still_to_run(runs)
+    table["minutes per seed"] = [f"{m:,.0f}" if m == m else "not measured yet" for m in table["minutes per seed"]]
+    table["make study runs it"] = table["make study runs it"].map({True: "yes", False: "no"})
+    return table
 
 
 def version_table(before: pd.DataFrame, after: pd.DataFrame, statistics=("growing", "width", "bilevel")):
