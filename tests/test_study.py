@@ -63,6 +63,9 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     # the study chapter's tables accept what is there and show what is not
     table = study_figures.rung_table(again, ["tiny", "never run"])
     assert table.loc["seeds", "never run"] == "0" and table.loc["seeds", "tiny"] == "2"
+    positive = again.positive_output_cost_steps.mean()
+    assert table.loc["output cost > 0 (steps)", "tiny"] == (f"{int(positive)}" if positive.is_integer()
+                                                            else f"{positive:.3f}")
     assert len(study_figures.winners(again, ["tiny"])) == 2
 
 

@@ -38,7 +38,8 @@ def per_seed(runs: pd.DataFrame, rungs: list[str], statistics=("width", "width_d
 
 def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
     """One column per rung (so that the table fits the book's text column): seeds,
-    steps, accuracies and gap, final edges, minutes per run, and on how many
+    steps, accuracies and gap, final edges, the steps the train output cost stays
+    positive from the start, minutes per run (means over seeds), and on how many
     seeds each statistic holds."""
     rows = []
     for r in rungs:
@@ -48,7 +49,8 @@ def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
             continue
         row = {"rung": r, "seeds": len(sub), "steps": int(sub.steps.iloc[0]),
                "train acc": sub.train_acc.mean(), "held-out acc": sub.heldout_acc.mean(), "gap": sub.gap.mean(),
-               "edges at the end": sub.final_selected.mean(), "min per run": sub.minutes.mean()}
+               "edges at the end": sub.final_selected.mean(),
+               "output cost > 0 (steps)": sub.positive_output_cost_steps.mean(), "min per run": sub.minutes.mean()}
         for stat in STATISTICS:
             row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum())
         rows.append(row)
