@@ -94,11 +94,11 @@ def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
         if not len(sub):
             lines.append(f"{head}{NOT_RUN}.")
             continue
-        detail = ""   # the minimal cell's deep edge is e4; the full cell's edges are summed up by the statistic
+        detail = ""   # the minimal cell's deep edge is e4; the full cell's deep edges are summed up by the statistic
         if stat == "width" and r.overrides.get("cell") != "full":
             detail = (f"the deep edge's p(none) ends at {span(sub.p_none_e4)} (margin {span(sub.margin_e4)}), "
                       f"and the input edges end with {_late_ops(sub, slice(0, 4))}; ")
-        elif stat == "growing" and r.overrides.get("cell") != "full":
+        elif stat == "growing":
             detail = f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0)} steps; "
         lines.append(f"{head}{_stat_line(sub, stat)}{_so_far(sub, name)}; {detail}"
                      f"{span(sub.final_selected, 0)} edges remain at the end, train accuracy "
