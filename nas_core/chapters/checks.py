@@ -29,16 +29,19 @@ from .. import patterns
 
 MIN_SEEDS = 4  # of 5: "a pattern holds at a rung"
 
-# The rungs of the ladder that bear on each pattern, bottom to top, and the
-# rung run on the held-out seeds 5-9.
+# The rungs of the ladder that bear on each pattern, bottom to top (digits, then
+# Fashion-MNIST: a rung counts once its five seeds have run), and the rung run on
+# the held-out seeds 5-9.
 LADDER = {
-    "growing": ("faithful DSNAS", "DSNAS 20k steps"),
-    "width": ("faithful DSNAS", "DSNAS 20k steps"),
-    "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images", "bi-level DARTS 13k steps"),
+    "growing": ("faithful DSNAS", "DSNAS 20k steps", "Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28"),
+    "width": ("faithful DSNAS", "DSNAS 20k steps", "Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28"),
+    "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images", "bi-level DARTS 13k steps",
+                "Fashion-MNIST bi-level DARTS"),
 }
 CONTROLS = {"growing": (), "width": (), "bilevel": ("faithful single-level control",
                                                 "faithful single-level control, held-out seeds",
-                                                "single-level control 13k steps")}
+                                                "single-level control 13k steps",
+                                                "Fashion-MNIST single-level control")}
 HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS, held-out seeds",
            "bilevel": "faithful bi-level DARTS, held-out seeds"}
 

@@ -15,7 +15,7 @@ from IPython.display import Markdown
 
 from ..patterns import BILEVEL_CONTROL_MIN, TIE_MARGIN
 from ..plots.style import OP_LABEL
-from .study import HELDOUT_SEEDS, RUNGS, rung
+from .study import FASHION_RUNGS, HELDOUT_SEEDS, RUNGS, rung
 
 NOT_RUN = "not yet run on the current code (`make study` runs it)"
 PATTERN_NAMES = {"growing": "growing, not pruning", "width": "width over depth",
@@ -85,12 +85,12 @@ def _so_far(sub: pd.DataFrame, name: str) -> str:
         if len(sub) < n else ""
 
 
-def _fashion(runs: pd.DataFrame, stat: str, names: tuple[str, ...]) -> str:
+def _fashion(runs: pd.DataFrame, stat: str) -> str:
     """The chapter's pattern on Fashion-MNIST, rung by rung, or that it has not run."""
     lines = []
-    for name in names:
+    for name in FASHION_RUNGS[stat]:
         sub, r = _of(runs, name), rung(name)
-        head = f"*{name}* ({r.note.split(':')[0]}): "
+        head = f"*{name}* ({r.note.split(':')[0]}): " if r.note else f"*{name}*: "
         if not len(sub):
             lines.append(f"{head}{NOT_RUN}.")
             continue
@@ -220,7 +220,7 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
         f"keeps {span(sub.final_selected, 0)} of its five edges, and its mean p(none) falls on "
         f"{seeds(int((sub.p_none_rise < 0).sum()), len(sub))}{_so_far(sub, 'single-level control 13k steps')}."
         if len(sub) else f"is {NOT_RUN}."))
-    text.append(_fashion(runs, "bilevel", ("Fashion-MNIST bi-level DARTS", "Fashion-MNIST single-level control")))
+    text.append(_fashion(runs, "bilevel"))
     return Markdown(" ".join(text))
 
 
@@ -247,9 +247,7 @@ def _dsnas_ending(runs: pd.DataFrame, text: list[str], stat: str, full_cell) -> 
     """A DSNAS chapter's summary ``text``, then the full cell (``full_cell(rows)``) and
     the rung with more steps, each where it has run."""
     text.append(_if_run(runs, "full cell DSNAS", full_cell))
-    fashion = _fashion(runs, stat, ("Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28",
-                                    "Fashion-MNIST full cell DSNAS"))
-    return Markdown(" ".join(text) + "\n\n" + _more_steps(runs, "DSNAS 20k steps", stat) + fashion)
+    return Markdown(" ".join(text) + "\n\n" + _more_steps(runs, "DSNAS 20k steps", stat) + _fashion(runs, stat))
 
 
 def _more_steps(runs: pd.DataFrame, name: str, stat: str) -> str:

@@ -105,6 +105,14 @@ RUNGS: tuple[Rung, ...] = (
            note="14x14, 78k steps, one departure put back alone") for name in ("logit scale x20", "arch lr x33")),
 )
 
+#: The Fashion-MNIST rungs each pattern chapter shows beside its digits rungs.
+FASHION_RUNGS = {
+    "growing": ("Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS, held-out seeds", "Fashion-MNIST DSNAS 28x28",
+                "Fashion-MNIST full cell DSNAS"),
+    "bilevel": ("Fashion-MNIST bi-level DARTS", "Fashion-MNIST single-level control"),
+}
+FASHION_RUNGS["width"] = FASHION_RUNGS["growing"]
+
 
 def rung(name: str) -> Rung:
     for r in RUNGS:
