@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -163,3 +164,28 @@ def test_the_authors_setups_of_figures_4_and_10b(tmp_path):
     assert len(common) and not np.allclose(before[common], after[common])  # the trained weights were loaded
     mats = mechanisms.before_after_matrices(frame, h.config.topology.n_edges)
     assert set(mats) == {(p, s) for p in ("initialisation", "after training") for s in ("train", "heldout")}
+
+
+def test_from_epoch_is_the_first_epoch_of_the_last_unbroken_run():
+    holds = pd.Series([True, False, True, True], index=[1, 2, 3, 4])
+    assert mechanisms.from_epoch(holds) == 3
+    assert mechanisms.from_epoch(pd.Series([True, True], index=[5, 6])) == 5
+    assert mechanisms.from_epoch(pd.Series([True, False], index=[1, 2])) is None
+    assert mechanisms.from_epoch(pd.Series([], dtype=bool)) is None
+
+
+def test_cost_landmarks_read_the_curves_the_figure_draws():
+    top = SearchConfig(**TINY).topology      # the minimal cell: e0, e2 from x0; e1, e3 from x1; e4 deep
+    costs = {0: [1, -1, 1, -1, -1], 2: [1, 1, -1, -1, -1], 1: [1, 1, 1, 1, -1], 3: [-1] * 5,
+             4: [0, 0, 2, 2, 2]}
+    frame = pd.DataFrame([{"epoch": t + 1, "edge": e, "cost": c[t]} for e, c in costs.items() for t in range(5)])
+    curves = plots.frames.edge_curves(frame)
+    assert curves.shape == (5, 5) and curves.loc[2, 0] == -1
+    assert mechanisms.cost_landmarks(frame, top, smooth=1) == {
+        "x0_below_zero_from": 4, "x1_below_zero_from": 5, "deep_highest_from": 3}
+    # smoothed as the figure smooths it: a centred running mean over 3 epochs
+    smooth = plots.frames.edge_curves(frame, 3)
+    assert smooth.loc[3, 0] == pytest.approx((-1 + 1 - 1) / 3) and smooth.loc[5, 0] == pytest.approx(-1)
+    costs[1] = [1, 1, 1, 1, 1]               # an edge from x1 never below zero
+    frame = pd.DataFrame([{"epoch": t + 1, "edge": e, "cost": c[t]} for e, c in costs.items() for t in range(5)])
+    assert mechanisms.cost_landmarks(frame, top, smooth=1)["x1_below_zero_from"] is None

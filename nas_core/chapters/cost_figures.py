@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..ops import OPS, SHORT
+from ..plots.frames import edge_curves
 from ..plots.style import (CELL_COLORS, EDGE_COLORS, LAST_CELL_COLOR, LAYOUT, SPLIT_LABEL, figure_title,
                            zero_line)
 
@@ -87,10 +88,9 @@ def edge_cost_figure(frame, panels: str = "group", smooth: int = 1, main: str = 
                         subplot_titles=[SPLIT_LABEL.get(n, n) for n in names] if len(names) > 1 else None)
     for i, name in enumerate(names, 1):
         d = df[df[panels] == name]
+        curves = edge_curves(d, smooth)
         for e, de in d.groupby("edge"):
-            m = de.groupby("epoch").cost.mean()
-            if smooth > 1:
-                m = m.rolling(smooth, min_periods=1, center=True).mean()
+            m = curves[e]
             deep = de.kind.iloc[0] == "deep"
             label = f"{de.edge_name.iloc[0]} ({de.kind.iloc[0]})"
             fig.add_trace(go.Scatter(x=list(m.index), y=list(m), mode="lines", name=label, legendgroup=f"e{e}",

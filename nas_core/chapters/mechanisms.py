@@ -21,7 +21,7 @@ from .. import record
 from ..config import Intervention
 from ..cost import OutputCostStats, output_cost
 from ..ops import NONE, OPS, PARAMETRIC, SHORT
-from ..plots.frames import groups
+from ..plots.frames import edge_curves, groups
 from ..plots.style import edge_label
 from ..presets import PRESETS, preset
 from ..relax import UniformSample
@@ -200,6 +200,30 @@ def epoch_windows(n_epochs: int, first: int = 3, last: int = 5) -> dict:
     a = range(1, min(first, n_epochs) + 1)
     b = range(max(n_epochs - last + 1, 1), n_epochs + 1)
     return {f"epochs {a[0]}–{a[-1]}": a, f"epochs {b[0]}–{b[-1]}": b}
+
+
+def from_epoch(holds: pd.Series) -> int | None:
+    """The first epoch (the index of ``holds``, in order) from which ``holds``
+    is true to the end; None where it is false at the end."""
+    if not len(holds) or not holds.iloc[-1]:
+        return None
+    broken = holds.index[~holds.to_numpy()]
+    return int(holds.index[0] if not len(broken) else holds.index[holds.index > broken[-1]][0])
+
+
+def cost_landmarks(frame, topology, smooth: int = 3) -> dict:
+    """What the chapter's text reads off one group's cost curves (:func:`edge_curves`):
+    from which epoch the input edges from each cell input (``x0``, ``x1``) all cost
+    less than zero, and from which the deep edges' cost is the highest of all
+    edges (None: not at the end)."""
+    curves = edge_curves(frame, smooth)
+    out = {}
+    for source in (0, 1):
+        edges = [e for e in topology.input_edges if topology.edges[e][0] == source]
+        starts = [from_epoch(curves[e] < 0) for e in edges]
+        out[f"x{source}_below_zero_from"] = None if None in starts else max(starts)
+    out["deep_highest_from"] = from_epoch(curves.idxmax(axis=1).isin(topology.deep_edges))
+    return out
 
 
 def start_end(frame, windows: dict, topology, by: str = "group") -> pd.DataFrame:

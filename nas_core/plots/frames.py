@@ -92,6 +92,14 @@ def cost_frame(runs, how: str = "parametric", cell_type: str = "normal", cell: i
     return pd.DataFrame(rows, columns=["group", "seed", "epoch", "split", "edge", "edge_name", "kind", "cost"])
 
 
+def edge_curves(frame: pd.DataFrame, smooth: int = 1) -> pd.DataFrame:
+    """A :func:`cost_frame` of one group as curves: the cost per epoch (rows) and
+    edge (columns), mean over seeds, as a centred running mean over ``smooth``
+    epochs: what the cost figures draw, and what their text reads."""
+    curves = frame.groupby(["epoch", "edge"]).cost.mean().unstack("edge")
+    return curves.rolling(smooth, min_periods=1, center=True).mean() if smooth > 1 else curves
+
+
 def final_frame(runs, cell_type: str = "normal") -> pd.DataFrame:
     """One row per run, for display: the derived cell at the run's last epoch
     (``none`` counted), its number of edges and of deep edges, its width and
