@@ -14,4 +14,5 @@ from .ops import OPS
 from .runs import History, RunError, load, run, run_all
 from .space import Topology
 
-__all__ = ["Intervention", "SearchConfig", "History", "RunError", "DivergenceError", "load", "run", "run_all", "OPS", "Topology"]
+__all__ = ["Intervention", "SearchConfig", "History", "RunError", "DivergenceError", "load", "run", "run_all",
+           "OPS", "Topology"]

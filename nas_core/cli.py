@@ -40,7 +40,8 @@ def _add_config_flags(p: argparse.ArgumentParser):
         p.add_argument(_flag(f.name), type=base, default=None, metavar=base.__name__.upper(),
                        help=f"default: {f.default if f.default is not dataclasses.MISSING else '...'}")
     p.add_argument("--delete-edges", default=None, metavar="E,E", help="edges forced to none, e.g. 0,2")
-    p.add_argument("--fix-op", action="append", default=None, metavar="E=OP", help="fix an op on an edge, e.g. 1=sep_conv_3x3")
+    p.add_argument("--fix-op", action="append", default=None, metavar="E=OP",
+                   help="fix an op on an edge, e.g. 1=sep_conv_3x3")
     p.add_argument("--exclude-op", action="append", default=None, metavar="E=OP[+OP]",
                    help="exclude ops on an edge, e.g. 4=skip_connect+max_pool_3x3")
 

@@ -56,7 +56,8 @@ class Intervention:
                 object.__setattr__(self, name, fn(getattr(self, name)))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"invalid intervention {name}={getattr(self, name)!r} ({err}); expected e.g. "
-                                 f"delete_edges=[0, 2], fix={{1: 'sep_conv_3x3'}}, exclude={{4: ['skip_connect']}}") from None
+                                 f"delete_edges=[0, 2], fix={{1: 'sep_conv_3x3'}}, "
+                                 f"exclude={{4: ['skip_connect']}}") from None
 
     def validate(self, topology: Topology):
         """Check the edges and ops named against ``topology``; returns None, raises
@@ -306,7 +307,8 @@ class SearchConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(map(str, set(d) - known))
         if unknown:
-            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; valid fields are {', '.join(sorted(known))}")
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; "
+                             f"valid fields are {', '.join(sorted(known))}")
         return cls(**d)
 
     def replace(self, **changes) -> "SearchConfig":

@@ -75,7 +75,8 @@ def _held(held: pd.DataFrame, stat: str) -> str:
     if not len(held):
         return "."
     return (f"; on the held-out seeds {min(HELDOUT_SEEDS)}-{max(HELDOUT_SEEDS)}, on "
-            f"{int(held[f'{stat}_decisive.holds'].sum())} of {len(held)} (the paper's on {int(held[f'{stat}.holds'].sum())}).")
+            f"{int(held[f'{stat}_decisive.holds'].sum())} of {len(held)} "
+            f"(the paper's on {int(held[f'{stat}.holds'].sum())}).")
 
 
 def _so_far(sub: pd.DataFrame, name: str) -> str:
@@ -158,7 +159,8 @@ def growing(runs: pd.DataFrame) -> Markdown:
             f"{_stat_line(faithful, 'growing', 'seeds that chose the settings')}"
             + _held(held, "growing"),
             ("The cell does not start empty" if kept.min() > 0 else f"The cell empties early on "
-             f"{seeds(int((kept == 0).sum()), len(both))}") + ": through the first third of the search it keeps at least "
+             f"{seeds(int((kept == 0).sum()), len(both))}")
+            + ": through the first third of the search it keeps at least "
             f"{kept.min()} of its five edges on every one of the {len(both)} seeds, and the mean p(none) "
             f"over the edges falls on {seeds(falls, len(both))}. The train output cost, where every "
             f"op's cost starts, is positive for {span(both.positive_output_cost_steps, 0)} steps from "
@@ -278,7 +280,8 @@ def ablation(runs: pd.DataFrame) -> Markdown:
         lines.append(
             f"- *{name}*: width holds on {count(sub, 'width.holds')} seeds (tie-aware "
             f"{count(sub, 'width_decisive.holds')}), growing on {count(sub, 'growing.holds')}; the deep edge's "
-            f"p(none) ends at {span(sub.p_none_e4)} and its argmax is {_late_ops(sub, 4)}; the output cost is positive for "
+            f"p(none) ends at {span(sub.p_none_e4)} and its argmax is {_late_ops(sub, 4)}; "
+            f"the output cost is positive for "
             f"{span(sub.positive_output_cost_steps, 0)} steps; train accuracy {span(sub.train_acc, 2)}.")
     return Markdown("\n".join(lines))
 

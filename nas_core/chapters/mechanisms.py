@@ -175,7 +175,8 @@ def run_summary(runs) -> pd.DataFrame:
             change = "; ".join([" ".join(f"e{e}" for e in iv.delete_edges) + " deleted"] * bool(iv.delete_edges)
                                + [f"e{e} = {SHORT[op]}" for e, op in iv.fix]) or "–"
             rows.append({"run": group, "seed": c.seed, "logit scale": c.logit_scale, "intervention": change,
-                         "probes": c.probe_batches, "epochs": len(h.records), "train acc": record.accuracy(h.last, "train"),
+                         "probes": c.probe_batches, "epochs": len(h.records),
+                         "train acc": record.accuracy(h.last, "train"),
                          "held-out acc": record.accuracy(h.last, "heldout"),
                          "seconds": sum(record.seconds(r) for r in h.records)})
     return pd.DataFrame(rows).set_index("run")

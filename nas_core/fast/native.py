@@ -23,8 +23,10 @@ _INDEX = {torch.float32: torch.int32, torch.float64: torch.int64}  # a max pool'
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 # name -> its arguments' C types (tensors' data pointers, then sizes)
 _KERNELS = {"dw_forward": [_P] * 3 + [_I] * 13, "dw_weight_grad": [_P] * 3 + [_I] * 12,
-            "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5, "pw_weight_grad": [_P] * 3 + [_I] * 4,
-            "bn_blocks_forward": [_P, _P, _I] + [_P] * 7 + [_I] + [_D] * 2, "bn_blocks_backward": [_P, _P, _I] + [_P] * 6 + [_I],
+            "dw_input_grad": [_P] * 3 + [_I] * 12, "pw_forward": [_P] * 3 + [_I] * 5,
+            "pw_weight_grad": [_P] * 3 + [_I] * 4,
+            "bn_blocks_forward": [_P, _P, _I] + [_P] * 7 + [_I] + [_D] * 2,
+            "bn_blocks_backward": [_P, _P, _I] + [_P] * 6 + [_I],
             "bn_parts_forward": [_P, _P, _I, _I] + [_P] * 9 + [_I] + [_D] * 2,
             "bn_parts_backward": [_P, _P, _I, _I] + [_P] * 7 + [_I],
             "max_pool": [_P] * 3 + [_I] * 7, "max_pool_backward": [_P] * 3 + [_I] * 7, "avg_pool": [_P] * 2 + [_I] * 8}
@@ -57,7 +59,8 @@ def _load():
         _failure = str(err)
         warnings.warn(f"nas_core could not build its C kernels ({_failure}); the fast path uses PyTorch's "
                       f"kernels instead (the same sums, slower on small inputs). Install a C compiler "
-                      f"(e.g. apt-get install gcc), or set {flags.NATIVE}=0 to skip them.", RuntimeWarning, stacklevel=3)
+                      f"(e.g. apt-get install gcc), or set {flags.NATIVE}=0 to skip them.",
+                      RuntimeWarning, stacklevel=3)
         return None
     for name, argtypes in _KERNELS.items():
         for suffix in _SUFFIX.values():

@@ -61,7 +61,8 @@ class FastNetwork(Network):
         self._share(s1, [(0, 0), (0, 1), (1, 0)], pre)
         for k, (cell, t) in enumerate(zip(self.cells, self.cell_types)):
             shared = pre.pop((k, 0), None), pre.pop((k, 1), None)
-            states = [cell.pre0(s0) if shared[0] is None else shared[0], cell.pre1(s1) if shared[1] is None else shared[1]]
+            states = [cell.pre0(s0) if shared[0] is None else shared[0],
+                      cell.pre1(s1) if shared[1] is None else shared[1]]
             self.waves[k].forward(states, zf[t], seen[t] * per_cell, active[t])
             retain_nodes(states, nodes)
             s0, s1 = s1, cat_channels([states[j] for j in self.topology.output_nodes])

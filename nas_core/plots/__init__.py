@@ -14,6 +14,6 @@ from .figures import cost_figure, edge_selection_figure, selection_figure, width
 from .frames import config_frame, cost_frame, edge_frame, epoch_frame, final_frame
 from .style import edge_label, setup_plotly
 
-__all__ = ["alpha_heatmap", "cell_figure", "edge_figure", "op_probability_figure", "cost_figure", "edge_selection_figure",
-           "selection_figure", "width_depth_figure", "config_frame", "cost_frame", "edge_frame", "epoch_frame",
-           "final_frame", "edge_label", "setup_plotly"]
+__all__ = ["alpha_heatmap", "cell_figure", "edge_figure", "op_probability_figure", "cost_figure",
+           "edge_selection_figure", "selection_figure", "width_depth_figure", "config_frame", "cost_frame",
+           "edge_frame", "epoch_frame", "final_frame", "edge_label", "setup_plotly"]
