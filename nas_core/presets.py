@@ -81,7 +81,8 @@ PAPER = {
 # Fashion-MNIST (Debian's dataset-fashion-mnist), the study's second rung of data:
 # the faithful presets at batch 96 on the 60k training images (625 steps per
 # epoch; the bi-level halves 313), area-downsampled to 14x14 so that the paper's
-# 78k DSNAS steps take about 45 minutes on one core; the crop's 4 pixels of 32
+# 78k DSNAS steps fit one core (about 45 minutes alone, 78 beside another run,
+# measured: `study.still_to_run` estimates from the study's runs); the crop's 4 pixels of 32
 # become 2 of 14. Held-out accuracy on 2,000 fixed held-out images per epoch.
 _FASHION = dict(data="fashion_mnist", resolution=14, batch_size=96, augment_shift=2, eval_size=2000)
 FASHION = {

@@ -91,7 +91,7 @@ def _fashion(runs: pd.DataFrame, stat: str) -> str:
     lines = []
     for name in FASHION_RUNGS[stat]:
         sub, r = _of(runs, name), rung(name)
-        head = f"*{name}* ({r.note.split(':')[0]}): " if r.note else f"*{name}*: "
+        head = f"*{name}* ({r.note}): " if r.note else f"*{name}*: "
         if not len(sub):
             lines.append(f"{head}{NOT_RUN}.")
             continue

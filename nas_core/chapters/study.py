@@ -90,14 +90,14 @@ RUNGS: tuple[Rung, ...] = (
          note="the control at the same steps"),
     # Fashion-MNIST (profile "fashion": 14x14, batch 96, 625 steps per epoch)
     Rung("Fashion-MNIST DSNAS", "ladder", "growing", profile="fashion",
-         note="14x14, 4 cells, C=8, the paper's 78k steps: about 45 min per seed on one core"),
+         note="14x14, 4 cells, C=8, the paper's 78k steps"),
     Rung("Fashion-MNIST DSNAS, held-out seeds", "heldout", "growing", profile="fashion", seeds=HELDOUT_SEEDS),
     Rung("Fashion-MNIST DSNAS 28x28", "ladder", "growing", {"resolution": 28, "epochs": 32}, profile="fashion",
-         note="full size, 20k steps: about 50 min per seed on one core"),
+         note="full size, 20k steps"),
     Rung("Fashion-MNIST full cell DSNAS", "ladder", "growing", {"cell": "full", "epochs": 32}, profile="fashion",
          note="14x14, 14 edges, 20k steps"),
     Rung("Fashion-MNIST bi-level DARTS", "ladder", "bilevel", profile="fashion",
-         note="14x14, 3 cells, 30k / 30k, the paper's 13k steps: about 95 min per seed on one core"),
+         note="14x14, 3 cells, 30k / 30k, the paper's 13k steps"),
     Rung("Fashion-MNIST single-level control", "ladder", "bilevel-control", profile="fashion",
          note="the control on 30k training images, 13k steps"),
     # the two departures of the first calibration that move alpha most, put back alone on Fashion-MNIST
