@@ -62,3 +62,17 @@ def test_a_rung_part_run_says_how_many_seeds_have_run(runs):
     whole = runs[runs.rung == "faithful DSNAS"].assign(rung="Fashion-MNIST DSNAS")
     assert "have run so far" not in findings.width(
         pd.concat([runs[runs.rung != "Fashion-MNIST DSNAS"], whole], ignore_index=True)).data.split("On Fashion")[1]
+
+
+def test_the_fashion_gap_rule_is_decided_on_seeds_0_to_4_only(runs):
+    """The rule fixed before the Fashion-MNIST bi-level runs: undecided until seeds 0-4
+    have run, then the mean gap against study.FASHION_GAP_MIN; held-out seeds never count."""
+    base = runs[runs.rung == "faithful bi-level DARTS"].assign(rung="Fashion-MNIST bi-level DARTS")
+    assert findings._gap_rule(runs[runs.rung != "Fashion-MNIST bi-level DARTS"]) == ""
+    two = base.iloc[:2].assign(gap=[0.02, 0.03])
+    assert "so far 2.5 points, on 2 of the 5 seeds: not decided yet" in findings._gap_rule(two)
+    small = base.assign(gap=study.FASHION_GAP_MIN - 0.001)
+    assert "rung with 1,000 clean train images is added" in findings._gap_rule(small)
+    held = small.assign(seed=small.seed + 5, gap=0.5)    # held-out seeds: not part of the choice
+    assert "is added" in findings._gap_rule(pd.concat([small, held]))
+    assert "the rung stays as it is" in findings._gap_rule(base.assign(gap=study.FASHION_GAP_MIN))
