@@ -191,3 +191,8 @@ def test_write_tables_keeps_the_rows_of_runs_it_was_not_given(tmp_path, monkeypa
     (tmp_path / "t" / study.RUNS_TABLE).write_text("seed\n0\n")   # no rung column
     with pytest.raises(ValueError, match="unreadable"):
         study.write_tables({"tiny": hs["tiny"]}, tmp_path / "t")
+
+
+def test_the_study_chapter_states_the_fashion_gap_rule_the_code_applies():
+    text = (study.TABLE_DIR.parent / "book" / "study.ipynb").read_text()
+    assert f"is below {100 * study.FASHION_GAP_MIN:g} points, a rung with {study.FASHION_SMALL_CLEAN:,} clean" in text
