@@ -360,8 +360,8 @@ STEP_COST_FIELDS = ("data", "resolution", "algorithm", "level", "order", "cell",
 
 
 def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every rung with seeds missing from ``runs`` (those out of reach on two cores
-    included): the seeds, the steps of one seed, the command of one seed and the
+    """Every rung with seeds missing from ``runs`` (those `make study` leaves out,
+    ``cpu=False``, included): the seeds, the steps of one seed, the command of one seed and the
     minutes one seed is expected to take on one core here: its steps times the
     measured minutes per step of the finished runs whose steps cost the same
     (NaN where none has run)."""
@@ -390,7 +390,7 @@ def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
 
 def main(args) -> int:
     """``python -m nas_core study``: run what is missing, write the tables, print
-    the summary and the commands of the rungs out of reach here."""
+    the summary and the rungs still to run (:func:`still_to_run`)."""
     names = args.rung or None
     if not args.tables_only:
         run_study(workers=args.workers, names=names)
