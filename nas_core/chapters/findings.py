@@ -101,6 +101,9 @@ def _fashion(runs: pd.DataFrame, stat: str) -> str:
                       f"and the input edges end with {_late_ops(sub, slice(0, 4))}; ")
         elif stat == "growing":
             detail = f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0)} steps; "
+        elif stat == "bilevel":
+            detail = (f"the mean p(none) over the edges rises on {seeds(int((sub.p_none_rise > 0).sum()), len(sub))}, "
+                      f"the deep edge ends with {_late_ops(sub, 4)}; ")
         lines.append(f"{head}{_stat_line(sub, stat)}{_so_far(sub, name)}; {detail}"
                      f"{span(sub.final_selected, 0)} edges remain at the end, train accuracy "
                      f"{span(sub.train_acc, 2)}, gap {points(sub.gap)}.")
