@@ -331,7 +331,8 @@ def headline(runs: pd.DataFrame) -> Markdown:
             ("growing", "faithful DSNAS", "faithful DSNAS, held-out seeds"),
             ("width", "faithful DSNAS", "faithful DSNAS, held-out seeds"),
             ("bilevel", "faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")):
-        fashion = _of(runs, FASHION_RUNGS[stat][0])
+        first = FASHION_RUNGS[stat][0]   # Fashion-MNIST's first rung of the pattern
+        fashion = _of(runs, first)
         sub, held, label = _of(runs, name), _of(runs, held_name), PATTERN_NAMES[stat].capitalize()
         if not len(sub):
             rows.append(f"- **{label}**: {NOT_RUN}.")
@@ -343,7 +344,7 @@ def headline(runs: pd.DataFrame) -> Markdown:
                     f"{k} of {n} seeds (seeds 0-4 and the held-out {min(HELDOUT_SEEDS)}-{max(HELDOUT_SEEDS)}), "
                     f"the paper's argmax statistic on "
                     f"{int(sub[f'{stat}.holds'].sum()) + int(held[f'{stat}.holds'].sum())} of {n}"
-                    + (f". On Fashion-MNIST (*{FASHION_RUNGS[stat][0]}*, {rung(FASHION_RUNGS[stat][0]).note}), "
-                       f"{_stat_line(fashion, stat)}{_so_far(fashion, FASHION_RUNGS[stat][0])}."
+                    + (f". On Fashion-MNIST (*{first}*, {rung(first).note}), "
+                       f"{_stat_line(fashion, stat)}{_so_far(fashion, first)}."
                        if len(fashion) else "."))
     return Markdown("\n".join(rows))
