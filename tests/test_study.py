@@ -84,10 +84,13 @@ def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost
     # the mean minutes per step of the three runs that cost the same (the learning rate does not)
     assert todo.loc["longer", "minutes per seed"] == pytest.approx(30 * per_epoch * (0.6 + 1.2 + 0.3) / 3
                                                                     / (3 * per_epoch))
+    assert todo.loc["longer", "fastest"] == pytest.approx(30 * per_epoch * 0.3 / (3 * per_epoch))
+    assert todo.loc["longer", "slowest"] == pytest.approx(30 * per_epoch * 1.2 / (3 * per_epoch))
     assert np.isnan(todo.loc["wider", "minutes per seed"])   # more channels: nothing measured
     assert todo.loc["longer", "command"] == longer.command() and not todo.loc["longer", "make study runs it"]
     shown = study_figures.to_run_table(runs)
-    assert list(shown["minutes per seed"]) == ["7", "not measured yet"]
+    assert list(shown["minutes per seed"]) == ["7 (3–12)", "not measured yet"]
+    assert "fastest" not in shown
     assert list(shown["make study runs it"]) == ["no", "yes"]
 
 

@@ -362,9 +362,9 @@ STEP_COST_FIELDS = ("data", "resolution", "algorithm", "level", "order", "cell",
 def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
     """Every rung with seeds missing from ``runs`` (those `make study` leaves out,
     ``cpu=False``, included): the seeds, the steps of one seed, the command of one seed and the
-    minutes one seed is expected to take on one core here: its steps times the
-    measured minutes per step of the finished runs whose steps cost the same
-    (NaN where none has run)."""
+    minutes one seed is expected to take on one core: its steps times the mean measured
+    minutes per step of the finished runs whose steps cost the same (NaN where none has
+    run), with the fastest and slowest of those runs' rates (the study's machines differ)."""
     def cost_key(r: Rung) -> tuple:
         c = r.configs()[0]
         return tuple(getattr(c, f) for f in STEP_COST_FIELDS)
@@ -381,10 +381,12 @@ def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
         c = r.configs()[0]
         steps = c.epochs * steps_per_epoch(c)
         measured = per_step.get(cost_key(r), [])
+        fastest, mean, slowest = (steps * float(f(measured)) if measured else np.nan for f in (np.min, np.mean, np.max))
         rows.append({"rung": r.name, "seeds missing": " ".join(map(str, missing)), "steps per seed": steps,
-                     "minutes per seed": steps * float(np.mean(measured)) if measured else np.nan,
+                     "minutes per seed": mean, "fastest": fastest, "slowest": slowest,
                      "make study runs it": r.cpu, "command": r.command()})
-    columns = ["rung", "seeds missing", "steps per seed", "minutes per seed", "make study runs it", "command"]
+    columns = ["rung", "seeds missing", "steps per seed", "minutes per seed", "fastest", "slowest",
+               "make study runs it", "command"]
     return pd.DataFrame(rows, columns=columns).set_index("rung")
 
 
@@ -407,8 +409,8 @@ def main(args) -> int:
         print("\nstill to run (one command per seed; minutes per seed estimated from the measured step time):",
               file=sys.stderr)
         for name, t in todo.iterrows():
-            minutes = "time per seed not measured yet" if np.isnan(t["minutes per seed"]) \
-                else f"~{t['minutes per seed']:.0f} min per seed"
+            minutes = "time per seed not measured yet" if np.isnan(t["minutes per seed"]) else \
+                f"~{t['minutes per seed']:.0f} min per seed, {t.fastest:.0f}-{t.slowest:.0f} on the study's machines"
             reach = "" if t["make study runs it"] else ", beyond what make study runs"
             print(f"  {name}, seeds {t['seeds missing']} ({minutes}{reach}): {t.command}", file=sys.stderr)
     return 0

@@ -155,10 +155,18 @@ def settings_table() -> pd.DataFrame:
 
 
 def to_run_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`~nas_core.chapters.study.still_to_run`, for reading: whole minutes,
-    and 'not measured yet' where no run of the same step cost has finished."""
+    """:func:`~nas_core.chapters.study.still_to_run`, for reading: whole minutes, the
+    fastest and slowest rates measured in brackets where they differ, and 'not measured
+    yet' where no run of the same step cost has finished."""
+    def minutes(row):
+        if row["minutes per seed"] != row["minutes per seed"]:
+            return "not measured yet"
+        mean, low, high = (f"{row[c]:,.0f}" for c in ("minutes per seed", "fastest", "slowest"))
+        return mean if low == high else f"{mean} ({low}–{high})"
+
     table = still_to_run(runs)
-    table["minutes per seed"] = [f"{m:,.0f}" if m == m else "not measured yet" for m in table["minutes per seed"]]
+    table["minutes per seed"] = table.apply(minutes, axis=1)
+    table = table.drop(columns=["fastest", "slowest"])
     table["make study runs it"] = table["make study runs it"].map({True: "yes", False: "no"})
     return table
 
