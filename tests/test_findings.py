@@ -77,3 +77,19 @@ def test_the_fashion_gap_rule_is_decided_on_seeds_0_to_4_only(runs):
     held = small.assign(seed=small.seed + 5, gap=0.5)    # held-out seeds: not part of the choice
     assert "is added" in findings._gap_rule(pd.concat([small, held]))
     assert "the rung stays as it is" in findings._gap_rule(base.assign(gap=study.FASHION_GAP_MIN))
+
+
+def test_the_study_runs_the_rung_the_gap_rule_chose(runs):
+    """Once seeds 0-4 of the Fashion-MNIST bi-level rung have decided the rule on the committed
+    tables, the study holds the rung it chose, and the held-out seeds run there alone."""
+    sub = runs[(runs.rung == "Fashion-MNIST bi-level DARTS") & runs.seed.isin(study.CHOICE_SEEDS)]
+    names = {r.name for r in study.RUNGS}
+    small = "Fashion-MNIST bi-level DARTS, 1,000 clean images"
+    if len(sub) < len(study.CHOICE_SEEDS):
+        assert small not in names
+    elif sub.gap.mean() < study.FASHION_GAP_MIN:
+        assert {small, f"{small}, held-out seeds"} <= names
+        assert "Fashion-MNIST bi-level DARTS, held-out seeds" not in names
+        assert study.rung(small).configs()[0].train_size == study.FASHION_SMALL_CLEAN
+    else:
+        assert small not in names
