@@ -93,3 +93,17 @@ def test_the_study_runs_the_rung_the_gap_rule_chose(runs):
         assert study.rung(small).configs()[0].train_size == study.FASHION_SMALL_CLEAN
     else:
         assert small not in names
+
+
+def test_the_fashion_full_cell_line_counts_the_selected_edges(runs):
+    """The full cell's width line gives how many of the 8 input and 6 deep edges are selected,
+    from the table (thousands separated in the growing line's step counts)."""
+    full = runs[runs.rung == "Fashion-MNIST full cell DSNAS"]
+    assert len(full)
+    changed = runs.copy()
+    changed.loc[full.index, ["width.input_edges_fraction", "width.deep_edges_selected"]] = [0.75, 6]
+    line = [s for s in findings.width(changed).data.split("\n") if "*Fashion-MNIST full cell" in s][0]
+    assert "6 of the 8 input edges and 6 of the 6 deep edges are selected" in line
+    changed.loc[full.index, "positive_output_cost_steps"] = 12345
+    line = [s for s in findings.growing(changed).data.split("\n") if "*Fashion-MNIST full cell" in s][0]
+    assert "positive for 12,345 steps" in line

@@ -37,11 +37,12 @@ def count(sub: pd.DataFrame, column: str) -> str:
     return f"{int(sub[column].astype(bool).sum())} of {len(sub)}"
 
 
-def span(values, digits: int = 3) -> str:
-    """'a' or 'a to b' (min to max), rounded."""
+def span(values, digits: int = 3, thousands: str = "") -> str:
+    """'a' or 'a to b' (min to max), rounded (``thousands=','``: 6,875)."""
     values = np.asarray(list(values), dtype=float)
     lo, hi = np.nanmin(values), np.nanmax(values)
-    return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f} to {hi:.{digits}f}"
+    form = f"{thousands}.{digits}f"
+    return f"{lo:{form}}" if round(lo, digits) == round(hi, digits) else f"{lo:{form}} to {hi:{form}}"
 
 
 def points(values) -> str:
@@ -99,8 +100,11 @@ def _fashion(runs: pd.DataFrame, stat: str) -> str:
         if stat == "width" and r.overrides.get("cell") != "full":
             detail = (f"the deep edge's p(none) ends at {span(sub.p_none_e4)} (margin {span(sub.margin_e4)}), "
                       f"and the input edges end with {_late_ops(sub, slice(0, 4))}; ")
+        elif stat == "width":
+            detail = (f"{span(8 * sub['width.input_edges_fraction'], 0)} of the 8 input edges and "
+                      f"{span(sub['width.deep_edges_selected'], 0)} of the 6 deep edges are selected; ")
         elif stat == "growing":
-            detail = f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0)} steps; "
+            detail = f"the train output cost is positive for {span(sub.positive_output_cost_steps, 0, ',')} steps; "
         elif stat == "bilevel":
             detail = (f"the mean p(none) over the edges rises on {seeds(int((sub.p_none_rise > 0).sum()), len(sub))}, "
                       f"the deep edge ends with {_late_ops(sub, 4)}; ")
