@@ -80,3 +80,22 @@ def test_the_chapters_seed_zero_runs_have_committed_rows():
     for name in ("growing", "width", "bilevel", "bilevel-control"):
         config = presets.seed_configs(name, "cpu", [0])[0]
         assert f"{config.algorithm}-{config.key()}" in set(runs.run), name
+
+
+def test_a_row_of_another_machine_asserts_the_verdicts_and_reports_the_rest(committed, tmp_path):
+    """A run repeats bit for bit only on the kind of machine that made the row: a row of
+    another kind (or of none recorded) is held to its verdicts; its values are reported."""
+    hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
+    assert set(committed.machine) == {reproduction.machine()}   # the rows record where they were made
+    elsewhere = committed.assign(machine="another CPU, AVX2, torch 2.13.0+cpu, 0123abcd")
+    elsewhere.loc[0, "margin_e2"] += 0.05
+    elsewhere.loc[0, "late_winners"] = "none|none|none|none|none"
+    check = reproduction.reproduction_check(hs, elsewhere)
+    assert check.passed, check.message
+    assert set(check.differs_elsewhere.quantity) == {"margin_e2", "late_winners"}
+    assert "another kind of machine" in check.sentence() and "0123abcd" in check.sentence()
+    unrecorded = elsewhere.drop(columns="machine")                  # rows made before machines were recorded
+    assert reproduction.reproduction_check(hs, unrecorded).passed
+    unrecorded.loc[1, "width.holds"] = not unrecorded.loc[1, "width.holds"]
+    check = reproduction.reproduction_check(hs, unrecorded)
+    assert list(check.changed.quantity) == ["width.holds"] and "not recorded" in check.sentence()

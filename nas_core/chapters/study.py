@@ -170,6 +170,7 @@ def run_row(rung: Rung, h: History, cell_type: str = "normal") -> dict:
     row = {"rung": rung.name, "group": rung.group, "seed": c.seed, "heldout_seed": c.seed in HELDOUT_SEEDS,
            "run": h.path.name if h.path else None,
            "code": f"v{made_by.get('code_version', '?')}@{made_by.get('commit', 'unknown')}",
+           "machine": made_by.get("machine", "not recorded"),
            "epochs": len(recs), "steps": len(recs) * steps_per_epoch(h.config),
            "minutes": sum(record.seconds(r) for r in recs) / 60,
            "train_acc": train_acc, "heldout_acc": held_acc, "gap": train_acc - held_acc,

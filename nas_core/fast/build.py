@@ -34,7 +34,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nas_core" / "native"
 
 
-def _cpu() -> str:
+def cpu_description() -> str:
     """The CPU's description and instruction sets (-march=native builds for them)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -63,7 +63,7 @@ def build(source: Path = SOURCE, directory: Path | None = None, compiler: str | 
     code = _code(source)
     errors = []
     for options in FLAGS:
-        key = hashlib.sha256(b"\0".join([code, " ".join([compiler, *options]).encode(), _cpu().encode(),
+        key = hashlib.sha256(b"\0".join([code, " ".join([compiler, *options]).encode(), cpu_description().encode(),
                                          platform.machine().encode()])).hexdigest()[:20]
         lib = directory / f"native-{key}.so"
         if lib.exists():

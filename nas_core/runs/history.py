@@ -61,10 +61,10 @@ RUN_FILES = ("history.jsonl", CHECKPOINT, PREVIOUS, PROVENANCE)
 
 @functools.lru_cache(maxsize=1)
 def provenance() -> dict:
-    """Which code makes a run: the maths' version (``CODE_VERSION``) and the git
-    commit of the repository nas_core runs from ("+" when nas_core/ has
-    uncommitted changes; "unknown" outside a clone), so that each row of the
-    study's tables names the code that made it."""
+    """Which code makes a run, and where: the maths' version (``CODE_VERSION``), the
+    git commit of the repository nas_core runs from ("+" when nas_core/ has
+    uncommitted changes; "unknown" outside a clone) and the machine that starts it
+    (:func:`machine`), so that each row of the study's tables names what made it."""
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
@@ -76,7 +76,25 @@ def provenance() -> dict:
         commit += "+" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    return {"code_version": CODE_VERSION, "commit": commit}
+    return {"code_version": CODE_VERSION, "commit": commit, "machine": machine()}
+
+
+@functools.lru_cache(maxsize=1)
+def machine() -> str:
+    """The kind of machine a run is made on: 'CPU model, torch's CPU kernels, torch
+    version, digest of the CPU's instruction sets'. A run repeats bit for bit on one
+    kind; on another, rounding differs from the first steps and grows into other
+    draws and other values (see :mod:`nas_core.chapters.reproduction`)."""
+    import hashlib
+
+    import torch
+
+    from ..fast.build import cpu_description
+
+    cpu = cpu_description()
+    model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("model name")), "CPU")
+    digest = hashlib.sha256(cpu.encode()).hexdigest()[:8]
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, {digest}"
 
 
 def read_provenance(path: Path) -> dict:
