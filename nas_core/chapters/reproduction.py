@@ -129,7 +129,7 @@ class Reproduction:
 
         rows = [{"seed": seed, "rung": rung, "agree": f"{int(sub.agrees.sum())} of {len(sub)}",
                  "largest difference": f"{largest(sub):.2g}",
-                 "asserted": "all" if sub.asserted.all() else "verdicts (another machine)"}
+                 "asserted": "all" if sub.asserted.all() else "verdicts"}
                 for (seed, rung), sub in self.table.groupby(["seed", "rung"], sort=False)]
         return pd.DataFrame(rows, columns=["seed", "rung", "agree", "largest difference", "asserted"])
 
@@ -139,9 +139,13 @@ class Reproduction:
             display(self.summary().set_index("seed"))
         if len(self.changed):
             display(self.changed.set_index(["seed", "quantity"]))
-        if len(self.differs_elsewhere):
-            print("Differing, not asserted (a row of another machine):")
-            display(self.differs_elsewhere.set_index(["seed", "quantity"]))
+        if len(self.differs_elsewhere):   # as text: cells (five op names each) make a table too wide to read
+            def value(v):
+                return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", " ")
+
+            print(textwrap.fill("Differing, not asserted (rows of another machine): " + "; ".join(
+                f"seed {r.seed} ({r.rung}) {r.quantity} {value(r.committed)} -> {value(r.now)}"
+                for r in self.differs_elsewhere.itertuples()) + ".", 78))
 
 
 def reproduction_check(histories, study_runs: pd.DataFrame | None = None) -> Reproduction:
