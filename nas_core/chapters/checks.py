@@ -36,12 +36,13 @@ LADDER = {
     "growing": ("faithful DSNAS", "DSNAS 20k steps", "Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28"),
     "width": ("faithful DSNAS", "DSNAS 20k steps", "Fashion-MNIST DSNAS", "Fashion-MNIST DSNAS 28x28"),
     "bilevel": ("faithful bi-level DARTS", "bi-level DARTS, 256 clean images", "bi-level DARTS 13k steps",
-                "Fashion-MNIST bi-level DARTS"),
+                "Fashion-MNIST bi-level DARTS", "Fashion-MNIST bi-level DARTS, 1,000 clean images"),
 }
 CONTROLS = {"growing": (), "width": (), "bilevel": ("faithful single-level control",
                                                 "faithful single-level control, held-out seeds",
                                                 "single-level control 13k steps",
-                                                "Fashion-MNIST single-level control")}
+                                                "Fashion-MNIST single-level control",
+                                                "Fashion-MNIST single-level control, 1,000 images")}
 HELDOUT = {"growing": "faithful DSNAS, held-out seeds", "width": "faithful DSNAS, held-out seeds",
            "bilevel": "faithful bi-level DARTS, held-out seeds"}
 

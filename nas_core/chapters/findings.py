@@ -243,7 +243,8 @@ def _gap_rule(runs: pd.DataFrame) -> str:
     if len(sub) < len(CHOICE_SEEDS):
         where = f"so far {mean:.1f} points, on {len(sub)} of the {len(CHOICE_SEEDS)} seeds: not decided yet"
     else:
-        where = f"{mean:.1f} points: " + (f"the rung with {FASHION_SMALL_CLEAN:,} clean train images is added"
+        where = f"{mean:.1f} points: " + (f"the rung with {FASHION_SMALL_CLEAN:,} clean train images is added "
+                                         "(below), and the held-out seeds 5-9 run there"
                                          if mean < rule else "the rung stays as it is")
     return (f"\nThe rule fixed before these runs: if the mean gap of *Fashion-MNIST bi-level DARTS* over "
             f"seeds 0-4 is below {rule:g} points, a rung with {FASHION_SMALL_CLEAN:,} clean train images is "
