@@ -101,6 +101,7 @@ browser-test: setup
 bench: setup
 	$(PY) benchmarks/run.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/reference_bench.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/evaluation.py
 
 # Reruns the calibration study from the sweep specs in sweeps/ (about an hour on
 # two cores when nothing is cached; finished runs in runs/ are reused) and

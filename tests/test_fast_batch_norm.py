@@ -96,6 +96,43 @@ def test_batch_norm_by_parts_equals_the_sums_of_a_batch_norms_parts_in_float64(c
 
 
 
+@pytest.mark.parametrize("parts", [False, True])
+def test_inputs_over_the_limit_run_the_kernels_only_with_no_graph(parts, monkeypatch):
+    """Above NATIVE_MAX_ELEMENTS a forward that builds a graph takes PyTorch's path (the kernels'
+    backward is slower there), and one with no graph (the held-out evaluation) the kernels: the same
+    outputs and running statistics as PyTorch's path, in float64."""
+    monkeypatch.setattr(batch_norm, "NATIVE_MAX_ELEMENTS", 100)
+    g = torch.Generator().manual_seed(7)
+    c, slots, n_slots = 4, [(0, 0), (0, 0), (1, 0)], [1, 1]
+    blocks = [(3 * torch.randn(6, k * c, 5, 5, generator=g, dtype=torch.float64) + 1).contiguous(memory_format=CL)
+              for k in (2, 1)]
+    wt = torch.rand(3 * c, generator=g, dtype=torch.float64)
+    calls = []
+    for name in ("batch_norm", "batch_norm_parts"):
+        kernel = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, _k=kernel, _n=name, **k: calls.append(_n) or _k(*a, **k))
+
+    def run(native_on, graph):
+        bns = [torch.nn.BatchNorm2d(c, affine=False).double() for _ in range(3)]
+        with native.native_kernels(native_on), torch.set_grad_enabled(graph):
+            xs = [b.clone().requires_grad_(graph) for b in blocks]
+            out = (batch_norm.batch_norm_parts(xs, bns, wt, True, c, slots, n_slots) if parts
+                   else [batch_norm.batch_norm(xs, bns, wt, True)])
+        return out, bns
+
+    want, ref = run(False, False)
+    assert not calls
+    got, bns = run(True, True)
+    assert not calls   # a graph: PyTorch's path
+    got, bns = run(True, False)
+    assert calls == ["batch_norm_parts" if parts else "batch_norm"]
+    for a, b in zip(want, got):
+        assert _rel(a, b) < 1e-12
+    for a, b in zip(ref, bns):
+        assert _rel(a.running_mean, b.running_mean) < 1e-12 and _rel(a.running_var, b.running_var) < 1e-12
+        assert int(b.num_batches_tracked) == 1
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_batch_norm_moves_running_statistics_kept_apart_from_the_blocks_boundaries(dtype):
     """The kernels move each module's running statistics in place, in the channels' order, whatever

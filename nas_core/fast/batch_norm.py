@@ -1,9 +1,9 @@
 """BatchNorm of the fast path (nas_core.fast.waves): several BN modules
 applied at once to their concatenated channels, with Z as the weight; on a CPU,
-inputs of up to NATIVE_MAX_ELEMENTS elements in training mode run
-nas_core.fast.native's kernels (the same sums; at the CPU presets a library call costs
-several times the arithmetic), which read the blocks of channels where they are
-instead of a concatenated copy."""
+inputs in training mode of up to NATIVE_MAX_ELEMENTS elements (of any size with no
+graph) run nas_core.fast.native's kernels (the same sums; at the CPU presets a library
+call costs several times the arithmetic), which read the blocks of channels where they
+are instead of a concatenated copy."""
 from __future__ import annotations
 
 import torch
@@ -13,7 +13,10 @@ from . import native
 from .channels_last import cat_channels
 
 # measured, forward and backward against F.batch_norm on channels-last inputs: the same at 16k elements,
-# 2.7x faster at 330k, 4.5x at 1.8M (PyTorch's channels-last BN backward is slow), the same at 8M
+# 2.7x faster at 330k, 4.5x at 1.8M (PyTorch's channels-last BN backward is slow), the same at 8M. A forward
+# with no graph (the held-out evaluation, batch 256) runs the kernels at any size: it needs no concatenation
+# of the blocks and no sums of the parts, which on the library's path cost more than the BN
+# (benchmarks/evaluation.py)
 NATIVE_MAX_ELEMENTS = 1 << 22
 CL = torch.channels_last
 
@@ -113,7 +116,8 @@ def _moved(bns, rm, rv, training):
 
 
 def _native_ok(blocks, training) -> bool:
-    return training and sum(b.numel() for b in blocks) <= NATIVE_MAX_ELEMENTS and native.usable(blocks[0])
+    small = sum(b.numel() for b in blocks) <= NATIVE_MAX_ELEMENTS
+    return training and (small or not torch.is_grad_enabled()) and native.usable(blocks[0])
 
 
 def batch_norm(x, bns, weight, training):
