@@ -73,12 +73,14 @@ def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost
     short = study.Rung("short", "ladder", "growing", TINY, seeds=(0, 1))
     longer = study.Rung("longer", "ladder", "growing", {**TINY, "epochs": 30, "arch_lr": 0.01}, cpu=False)
     wider = study.Rung("wider", "ladder", "growing", {**TINY, "channels": 8})
-    monkeypatch.setattr(study, "RUNGS", (short, longer, wider))
+    # fewer steps per epoch: more held-out evaluations per step
+    fewer = study.Rung("fewer images", "ladder", "growing", {**TINY, "train_size": TINY["batch_size"]})
+    monkeypatch.setattr(study, "RUNGS", (short, longer, wider, fewer))
     per_epoch = 96 // TINY["batch_size"]
     runs = pd.DataFrame({"rung": ["short", "short", "longer"], "seed": [0, 1, 2],
                          "steps": [3 * per_epoch] * 3, "minutes": [0.6, 1.2, 0.3]})
     todo = study.still_to_run(runs)
-    assert list(todo.index) == ["longer", "wider"]   # short has all its seeds
+    assert list(todo.index) == ["longer", "wider", "fewer images"]   # short has all its seeds
     assert todo.loc["longer", "seeds missing"] == "0 1 3 4"
     assert todo.loc["longer", "steps per seed"] == 30 * per_epoch
     # the mean minutes per step of the three runs that cost the same (the learning rate does not)
@@ -87,11 +89,12 @@ def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost
     assert todo.loc["longer", "fastest"] == pytest.approx(30 * per_epoch * 0.3 / (3 * per_epoch))
     assert todo.loc["longer", "slowest"] == pytest.approx(30 * per_epoch * 1.2 / (3 * per_epoch))
     assert np.isnan(todo.loc["wider", "minutes per seed"])   # more channels: nothing measured
+    assert np.isnan(todo.loc["fewer images", "minutes per seed"])   # nor at fewer steps per epoch
     assert todo.loc["longer", "command"] == longer.command() and not todo.loc["longer", "make study runs it"]
     shown = study_figures.to_run_table(runs)
-    assert list(shown["minutes per seed"]) == ["7 (3–12)", "not measured yet"]
+    assert list(shown["minutes per seed"]) == ["7 (3–12)", "not measured yet", "not measured yet"]
     assert "fastest" not in shown
-    assert list(shown["make study runs it"]) == ["no", "yes"]
+    assert list(shown["make study runs it"]) == ["no", "yes", "yes"]
 
 
 def test_load_tables_says_how_to_make_them(tmp_path):

@@ -368,20 +368,23 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# the config fields that set the cost of one step; epochs, seeds and the learning rates do not
+# the config fields that set the cost of one step; epochs, seeds and the learning rates do not. The steps
+# per epoch do (still_to_run's key): each epoch ends with the held-out evaluation, which at 11 steps per
+# epoch (the 1,000-image rungs) takes a third of the run and at 625 a small fraction
 STEP_COST_FIELDS = ("data", "resolution", "algorithm", "level", "order", "cell", "network", "cells",
-                    "channels", "batch_size")
+                    "channels", "batch_size", "eval_size")
 
 
 def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
     """Every rung with seeds missing from ``runs`` (those `make study` leaves out,
     ``cpu=False``, included): the seeds, the steps of one seed, the command of one seed and the
     minutes one seed is expected to take on one core: its steps times the mean measured
-    minutes per step of the finished runs whose steps cost the same (NaN where none has
-    run), with the fastest and slowest of those runs' rates (the study's machines differ)."""
+    minutes per step of the finished runs whose steps cost the same (the same
+    ``STEP_COST_FIELDS`` and steps per epoch; NaN where none has run), with the fastest and
+    slowest of those runs' rates (the study's machines differ)."""
     def cost_key(r: Rung) -> tuple:
         c = r.configs()[0]
-        return tuple(getattr(c, f) for f in STEP_COST_FIELDS)
+        return (*(getattr(c, f) for f in STEP_COST_FIELDS), steps_per_epoch(c))
 
     per_step: dict[tuple, list[float]] = {}
     for r in RUNGS:
