@@ -93,7 +93,7 @@ def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost
     assert todo.loc["longer", "command"] == longer.command() and not todo.loc["longer", "make study runs it"]
     shown = study_figures.to_run_table(runs)
     assert list(shown["minutes per seed"]) == ["7 (3–12)", "not measured yet", "not measured yet"]
-    assert "fastest" not in shown
+    assert "fastest" not in shown and shown.loc["longer", "steps per seed"] == f"{30 * per_epoch:,}"
     assert list(shown["make study runs it"]) == ["no", "yes", "yes"]
 
 

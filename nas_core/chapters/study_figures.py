@@ -155,9 +155,9 @@ def settings_table() -> pd.DataFrame:
 
 
 def to_run_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`~nas_core.chapters.study.still_to_run`, for reading: whole minutes, the
-    fastest and slowest rates measured in brackets where they differ, and 'not measured
-    yet' where no run of the same step cost has finished."""
+    """:func:`~nas_core.chapters.study.still_to_run`, for reading: steps with thousands
+    separators, whole minutes, the fastest and slowest rates measured in brackets where they
+    differ, and 'not measured yet' where no run of the same step cost has finished."""
     def minutes(row):
         if row["minutes per seed"] != row["minutes per seed"]:
             return "not measured yet"
@@ -166,6 +166,7 @@ def to_run_table(runs: pd.DataFrame) -> pd.DataFrame:
 
     table = still_to_run(runs)
     table["minutes per seed"] = table.apply(minutes, axis=1)
+    table["steps per seed"] = table["steps per seed"].map("{:,}".format)
     table = table.drop(columns=["fastest", "slowest"])
     table["make study runs it"] = table["make study runs it"].map({True: "yes", False: "no"})
     return table
