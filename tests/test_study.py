@@ -64,8 +64,11 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     table = study_figures.rung_table(again, ["tiny", "never run"])
     assert table.loc["seeds", "never run"] == "0" and table.loc["seeds", "tiny"] == "2"
     positive = again.positive_output_cost_steps.mean()
-    assert table.loc["output cost > 0 (steps)", "tiny"] == (f"{int(positive)}" if positive.is_integer()
-                                                            else f"{positive:.3f}")
+    assert table.loc["output cost > 0 (steps)", "tiny"] == f"{positive:,.0f}"
+    assert table.loc["held-out acc", "tiny"] == f"{again.heldout_acc.mean():.3f}"
+    minutes = again.minutes.mean()
+    assert table.loc["min per run", "tiny"] == (f"{minutes:.1f}" if minutes < 10 else f"{minutes:,.0f}")
+    assert table.loc["train acc", "tiny"] == f"{again.train_acc.mean():.3f}"
     assert len(study_figures.winners(again, ["tiny"])) == 2
 
 

@@ -57,12 +57,19 @@ def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=None if rows else ["rung"]).set_index("rung").T
     table.columns.name = None
 
-    def show(v):
+    def show(label, v):
+        """Means to the digits that they carry: accuracies and gaps to a thousandth, steps and
+        minutes whole (minutes below 10 to a tenth), edges to a tenth, counts whole."""
         if pd.isna(v):
             return ""
-        return f"{int(v)}" if float(v).is_integer() else f"{v:.3f}"
+        v = float(v)
+        if label in ("steps", "output cost > 0 (steps)") or (label == "min per run" and v >= 10):
+            return f"{v:,.0f}"
+        if label in ("train acc", "held-out acc", "gap"):
+            return f"{v:.3f}"
+        return f"{int(v)}" if v.is_integer() else f"{v:.1f}"
 
-    return table.map(show)
+    return table.apply(lambda row: row.map(lambda v: show(row.name, v)), axis=1)
 
 
 def winners(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
