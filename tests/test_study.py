@@ -72,6 +72,18 @@ def test_tables_from_executed_runs(tmp_path, monkeypatch):
     assert len(study_figures.winners(again, ["tiny"])) == 2
 
 
+def test_rung_table_counts_only_the_statistics_that_judge_each_rung():
+    row = {"seed": 0, "steps": 100, "train_acc": 1.0, "heldout_acc": 0.9, "gap": 0.1, "final_selected": 4,
+           "positive_output_cost_steps": 2, "minutes": 1.0, **{f"{s}.holds": True for s in study.STATISTICS}}
+    runs = pd.DataFrame([{**row, "rung": "faithful DSNAS"}, {**row, "rung": "faithful single-level control"}])
+    both = study_figures.rung_table(runs, ["faithful DSNAS", "faithful single-level control"])
+    assert list(both["faithful DSNAS"][["width", "no edge / control"]]) == ["1", "–"]
+    assert list(both["faithful single-level control"][["width", "no edge / control"]]) == ["–", "1"]
+    dsnas = study_figures.rung_table(runs, ["faithful DSNAS"])
+    assert "growing" in dsnas.index and "no edge / control" not in dsnas.index
+    assert study_figures.rung_table(runs, ["faithful single-level control"]).index[-1].startswith("no edge")
+
+
 def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost(monkeypatch):
     short = study.Rung("short", "ladder", "growing", TINY, seeds=(0, 1))
     longer = study.Rung("longer", "ladder", "growing", {**TINY, "epochs": 30, "arch_lr": 0.01}, cpu=False)

@@ -36,32 +36,46 @@ def per_seed(runs: pd.DataFrame, rungs: list[str], statistics=("width", "width_d
     return pd.DataFrame(rows).set_index(["rung", "statistic"]).fillna("")
 
 
+def _statistics_of(name: str) -> tuple[str, ...]:
+    """The statistics that judge a rung: the no-edge one (its control's role on a
+    single-level control) for the bi-level rungs and their controls, growing and width for
+    the others; all of them for a rung the study does not name."""
+    r = next((r for r in RUNGS if r.name == name), None)
+    if r is None:
+        return STATISTICS
+    return tuple(s for s in STATISTICS if s.startswith("bilevel") == r.preset.startswith("bilevel"))
+
+
 def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
     """One column per rung (so that the table fits the book's text column): seeds,
     steps, accuracies and gap, final edges, the steps the train output cost stays
     positive from the start, minutes per run (means over seeds), and on how many
-    seeds each statistic holds."""
-    rows = []
+    seeds each statistic that judges the rung holds ('–' for one that does not judge it;
+    a statistic that judges none of the rungs is left out)."""
+    rows, shown = [], set()
     for r in rungs:
         sub = runs[runs.rung == r]
         if not len(sub):
             rows.append({"rung": r, "seeds": 0})  # not run (yet): shown, not hidden
+            shown.update(_statistics_of(r))
             continue
         row = {"rung": r, "seeds": len(sub), "steps": int(sub.steps.iloc[0]),
                "train acc": sub.train_acc.mean(), "held-out acc": sub.heldout_acc.mean(), "gap": sub.gap.mean(),
                "edges at the end": sub.final_selected.mean(),
                "output cost > 0 (steps)": sub.positive_output_cost_steps.mean(), "min per run": sub.minutes.mean()}
         for stat in STATISTICS:
-            row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum())
+            row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum()) if stat in _statistics_of(r) else "–"
+        shown.update(_statistics_of(r))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=None if rows else ["rung"]).set_index("rung").T
+    table = pd.DataFrame(rows, columns=None if rows else ["rung"]).set_index("rung")
+    table = table.drop(columns=[STAT_LABEL[s] for s in STATISTICS if s not in shown and STAT_LABEL[s] in table]).T
     table.columns.name = None
 
     def show(label, v):
         """Means to the digits that they carry: accuracies and gaps to a thousandth, steps and
         minutes whole (minutes below 10 to a tenth), edges to a tenth, counts whole."""
-        if pd.isna(v):
-            return ""
+        if isinstance(v, str) or pd.isna(v):
+            return "" if not isinstance(v, str) else v
         v = float(v)
         if label in ("steps", "output cost > 0 (steps)") or (label == "min per run" and v >= 10):
             return f"{v:,.0f}"
