@@ -107,3 +107,13 @@ def test_the_fashion_full_cell_line_counts_the_selected_edges(runs):
     changed.loc[full.index, "positive_output_cost_steps"] = 12345
     line = [s for s in findings.growing(changed).data.split("\n") if "*Fashion-MNIST full cell" in s][0]
     assert "positive for 12,345 steps" in line
+
+
+def test_a_fashion_control_line_says_how_its_statistic_judges_a_control(runs):
+    control = runs[runs.rung == "faithful single-level control"].head(1).assign(
+        rung="Fashion-MNIST single-level control, 1,000 images")
+    text = findings.bilevel(pd.concat([runs, control], ignore_index=True)).data
+    [line] = [s for s in text.splitlines() if s.startswith("- *Fashion-MNIST single-level control, 1,000")]
+    assert "a control's statistic holds where it keeps at least 75% of its edges" in line
+    [line] = [s for s in text.splitlines() if s.startswith("- *Fashion-MNIST bi-level DARTS*")]
+    assert "a control's statistic" not in line

@@ -92,7 +92,10 @@ def _fashion(runs: pd.DataFrame, stat: str) -> str:
     lines = []
     for name in FASHION_RUNGS[stat]:
         sub, r = _of(runs, name), rung(name)
-        head = f"*{name}* ({r.note}): " if r.note else f"*{name}*: "
+        about = [r.note] if r.note else []
+        if r.preset == "bilevel-control":   # the statistic judges a control by the edges it keeps
+            about.append(f"a control's statistic holds where it keeps at least {BILEVEL_CONTROL_MIN:.0%} of its edges")
+        head = f"*{name}* ({'; '.join(about)}): " if about else f"*{name}*: "
         if not len(sub):
             lines.append(f"{head}{NOT_RUN}.")
             continue
