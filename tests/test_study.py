@@ -110,6 +110,12 @@ def test_still_to_run_estimates_a_seed_s_minutes_from_runs_of_the_same_step_cost
     assert list(shown["minutes per seed"]) == ["7 (3–12)", "not measured yet", "not measured yet"]
     assert "fastest" not in shown and shown.loc["longer", "steps per seed"] == f"{30 * per_epoch:,}"
     assert list(shown["make study runs it"]) == ["no", "yes", "yes"]
+    lines = [study.to_run_line(name, t) for name, t in todo.iterrows()]
+    assert "(~7 min per seed, 3-12 on the study's machines, beyond what make study runs)" in lines[0]
+    assert "(time per seed not measured yet)" in lines[1]
+    one_rate = todo.iloc[0].copy()
+    one_rate[["fastest", "slowest"]] = 7.2, 6.8   # the same whole minutes: no range
+    assert "(~7 min per seed, beyond what make study runs)" in study.to_run_line("longer", one_rate)
 
 
 def test_load_tables_says_how_to_make_them(tmp_path):

@@ -426,8 +426,15 @@ def main(args) -> int:
         print("\nstill to run (one command per seed; minutes per seed estimated from the measured step time):",
               file=sys.stderr)
         for name, t in todo.iterrows():
-            minutes = "time per seed not measured yet" if np.isnan(t["minutes per seed"]) else \
-                f"~{t['minutes per seed']:.0f} min per seed, {t.fastest:.0f}-{t.slowest:.0f} on the study's machines"
-            reach = "" if t["make study runs it"] else ", beyond what make study runs"
-            print(f"  {name}, seeds {t['seeds missing']} ({minutes}{reach}): {t.command}", file=sys.stderr)
+            print(f"  {to_run_line(name, t)}", file=sys.stderr)
     return 0
+
+
+def to_run_line(name: str, t: pd.Series) -> str:
+    """One row of :func:`still_to_run` as the command line prints it: the seeds, the minutes
+    per seed (the fastest and slowest rates where they differ) and the command."""
+    low, high = f"{t.fastest:.0f}", f"{t.slowest:.0f}"
+    minutes = "time per seed not measured yet" if np.isnan(t["minutes per seed"]) else \
+        f"~{t['minutes per seed']:.0f} min per seed" + (f", {low}-{high} on the study's machines" if low != high else "")
+    reach = "" if t["make study runs it"] else ", beyond what make study runs"
+    return f"{name}, seeds {t['seeds missing']} ({minutes}{reach}): {t.command}"
