@@ -49,12 +49,6 @@ def random_splits(config) -> datasets.Splits:
     return datasets.Splits(*images(config.train_size), *images(30_000), 10)
 
 
-def with_graph_rule(blocks, training) -> bool:
-    """The kernels only up to NATIVE_MAX_ELEMENTS, as for a forward that builds a graph."""
-    return (training and sum(b.numel() for b in blocks) <= batch_norm.NATIVE_MAX_ELEMENTS
-            and batch_norm.native.usable(blocks[0]))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -64,6 +58,9 @@ def main(argv=None) -> int:
     config = rung(RUNG).configs()[0]
     search = Search(config, random_splits(config))
     kernels_rule = batch_norm._native_ok
+
+    def with_graph_rule(blocks, training):   # the kernels only up to the limit, as with a graph
+        return kernels_rule(blocks, training, graph=True)
 
     def evaluate(rule):
         batch_norm._native_ok = rule

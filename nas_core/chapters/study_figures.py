@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
 from ..presets import preset
 from ..data import steps_per_epoch, weight_split_size
-from .study import RUNGS, STATISTICS, still_to_run
+from .study import RUNGS, STATISTICS, rung, still_to_run
 
 MARK = {True: "✓", False: "·"}
 STAT_LABEL = {"growing": "growing", "growing_decisive": "growing (tie-aware)", "width": "width",
@@ -40,10 +40,11 @@ def _statistics_of(name: str) -> tuple[str, ...]:
     """The statistics that judge a rung: the no-edge one (its control's role on a
     single-level control) for the bi-level rungs and their controls, growing and width for
     the others; all of them for a rung the study does not name."""
-    r = next((r for r in RUNGS if r.name == name), None)
-    if r is None:
+    try:
+        bilevel = rung(name).preset.startswith("bilevel")
+    except ValueError:
         return STATISTICS
-    return tuple(s for s in STATISTICS if s.startswith("bilevel") == r.preset.startswith("bilevel"))
+    return tuple(s for s in STATISTICS if s.startswith("bilevel") == bilevel)
 
 
 def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
@@ -54,18 +55,17 @@ def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
     a statistic that judges none of the rungs is left out)."""
     rows, shown = [], set()
     for r in rungs:
-        sub = runs[runs.rung == r]
+        sub, judged = runs[runs.rung == r], _statistics_of(r)
+        shown.update(judged)
         if not len(sub):
             rows.append({"rung": r, "seeds": 0})  # not run (yet): shown, not hidden
-            shown.update(_statistics_of(r))
             continue
         row = {"rung": r, "seeds": len(sub), "steps": int(sub.steps.iloc[0]),
                "train acc": sub.train_acc.mean(), "held-out acc": sub.heldout_acc.mean(), "gap": sub.gap.mean(),
                "edges at the end": sub.final_selected.mean(),
                "output cost > 0 (steps)": sub.positive_output_cost_steps.mean(), "min per run": sub.minutes.mean()}
         for stat in STATISTICS:
-            row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum()) if stat in _statistics_of(r) else "–"
-        shown.update(_statistics_of(r))
+            row[STAT_LABEL[stat]] = int(sub[f"{stat}.holds"].sum()) if stat in judged else "–"
         rows.append(row)
     table = pd.DataFrame(rows, columns=None if rows else ["rung"]).set_index("rung")
     table = table.drop(columns=[STAT_LABEL[s] for s in STATISTICS if s not in shown and STAT_LABEL[s] in table]).T
@@ -74,8 +74,10 @@ def rung_table(runs: pd.DataFrame, rungs: list[str]) -> pd.DataFrame:
     def show(label, v):
         """Means to the digits that they carry: accuracies and gaps to a thousandth, steps and
         minutes whole (minutes below 10 to a tenth), edges to a tenth, counts whole."""
-        if isinstance(v, str) or pd.isna(v):
-            return "" if not isinstance(v, str) else v
+        if isinstance(v, str):
+            return v
+        if pd.isna(v):
+            return ""
         v = float(v)
         if label in ("steps", "output cost > 0 (steps)") or (label == "min per run" and v >= 10):
             return f"{v:,.0f}"
@@ -198,8 +200,8 @@ def version_table(before: pd.DataFrame, after: pd.DataFrame, statistics=("growin
     tie-aware version) in the runs of code version 1 (``before``) and of the
     corrected code (``after``): 'v1 → v2', each 'holding/seeds', '–' where a
     version has no run of the rung."""
-    def count(frame, rung, column):
-        sub = frame[frame.rung == rung]
+    def count(frame, name, column):
+        sub = frame[frame.rung == name]
         return f"{int(sub[column].sum())}/{len(sub)}" if len(sub) else "–"
 
     def short(name):  # headers that wrap, so that the table fits the text column

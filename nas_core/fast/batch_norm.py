@@ -115,9 +115,13 @@ def _moved(bns, rm, rv, training):
             _counted(bns, training)
 
 
-def _native_ok(blocks, training) -> bool:
+def _native_ok(blocks, training, graph: bool | None = None) -> bool:
+    """Whether the kernels take these blocks: in training mode, up to NATIVE_MAX_ELEMENTS
+    for a forward that builds a graph (``graph``; None: as autograd is now), at any size
+    for one that does not."""
+    graph = torch.is_grad_enabled() if graph is None else graph
     small = sum(b.numel() for b in blocks) <= NATIVE_MAX_ELEMENTS
-    return training and (small or not torch.is_grad_enabled()) and native.usable(blocks[0])
+    return training and (small or not graph) and native.usable(blocks[0])
 
 
 def batch_norm(x, bns, weight, training):
