@@ -223,3 +223,14 @@ def test_write_tables_keeps_the_rows_of_runs_it_was_not_given(tmp_path, monkeypa
 def test_the_study_chapter_states_the_fashion_gap_rule_the_code_applies():
     text = (study.TABLE_DIR.parent / "book" / "study.ipynb").read_text()
     assert f"is below {100 * study.FASHION_GAP_MIN:g} points, a rung with {study.FASHION_SMALL_CLEAN:,} clean" in text
+
+
+def test_the_fashion_small_rungs_make_the_30k_rung_s_weight_steps():
+    """The 1,000-image rungs run as many weight steps as the 30k bi-level rung (within one epoch of
+    11 steps), and their epochs stay those of the runs already in the study (1,195)."""
+    from nas_core.data import steps_per_epoch
+    reference = study.rung("Fashion-MNIST bi-level DARTS").configs()[0]
+    for name in ("Fashion-MNIST bi-level DARTS, 1,000 clean images", "Fashion-MNIST single-level control, 1,000 images"):
+        small = study.rung(name).configs()[0]
+        assert small.epochs == 1195 and steps_per_epoch(small) == 11
+        assert abs(small.epochs * steps_per_epoch(small) - reference.epochs * steps_per_epoch(reference)) <= 11
