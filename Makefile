@@ -45,15 +45,17 @@ $(JS_STAMP):
 
 # Executes the notebooks, cached in _build/.jupyter_cache; a cell error fails
 # the build (execute.raise_on_error).  jupyter-cache keys a notebook on its code
-# cells alone and Sphinx re-reads only changed pages, so a change to nas_core/ (its .py, .yaml and .c files) or
-# requirements.txt empties both caches (a rebuild with no change re-runs nothing).
+# cells alone and Sphinx re-reads only changed pages, so a change to nas_core/ (its .py, .yaml and .c files),
+# requirements.txt or the committed tables the chapters read (study/, sweeps/) empties both caches
+# (a rebuild with no change re-runs nothing).
 book: setup
 	$(BUILD_BOOK)
 
-BOOK_INPUTS_HASH = $$(cat requirements.txt $$(find nas_core -name '*.py' -o -name '*.yaml' -o -name '*.c' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+BOOK_INPUTS_HASH = $$(cat requirements.txt $$(find nas_core -name '*.py' -o -name '*.yaml' -o -name '*.c' | LC_ALL=C sort) \
+    $$(find study sweeps -name '*.csv' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 BUILD_BOOK = @mkdir -p _build; \
     if [ "$$(cat _build/.book-inputs 2>/dev/null)" != "$(BOOK_INPUTS_HASH)" ]; then \
-        echo "nas_core or requirements changed: clearing the notebook cache"; \
+        echo "nas_core, requirements or the tables changed: clearing the notebook cache"; \
         rm -rf _build/.jupyter_cache _build/.doctrees; echo "$(BOOK_INPUTS_HASH)" > _build/.book-inputs; \
     fi; \
     echo "$(JB) build ."; $(JB) build .
