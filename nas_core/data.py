@@ -209,6 +209,11 @@ def steps_per_epoch(config) -> int:
     return n_batches(weight_split_size(config), config.batch_size)
 
 
+def weight_steps(config) -> int:
+    """Weight steps in a whole run of ``config``."""
+    return config.epochs * steps_per_epoch(config)
+
+
 def n_batches(n: int, batch_size: int) -> int:
     """How many batches :func:`batches` makes of ``n`` samples: the last partial
     batch is kept, as PyTorch's DataLoader keeps it in the authors' code, unless it

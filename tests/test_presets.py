@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from nas_core.data import steps_per_epoch
+from nas_core.data import steps_per_epoch, weight_steps
 from nas_core.presets import FASHION, PROFILES, preset, seed_configs
 
 
@@ -14,6 +14,7 @@ def test_the_fashion_profile_keeps_the_faithful_ratios_at_the_papers_batch():
     assert steps_per_epoch(g) == 625 and g.epochs * 625 == 78_125       # the paper's 78k DSNAS steps
     assert steps_per_epoch(b) == steps_per_epoch(c) == 313              # 30k images: the halves, and the control's
     assert b.epochs * 313 >= 13_000 and (b.level, c.level) == ("bi", "single")
+    assert (weight_steps(g), weight_steps(b)) == (78_125, 42 * 313)   # a whole run's weight steps
     assert set(FASHION) == set(PROFILES["cpu"]) & set(FASHION)
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import patterns, record
 from ..config import SearchConfig
-from ..data import steps_per_epoch
+from ..data import steps_per_epoch, weight_steps
 from ..presets import DEPARTURES, preset
 from ..runs import History, RunError, load, run_all, run_dir_for
 from ..runs.history import read_provenance
@@ -63,11 +63,9 @@ FULL = {"cell": "full"}
 FASHION_GAP_MIN, FASHION_SMALL_CLEAN = 0.05, 1000
 
 
-
 def _epochs_for_steps_of(name: str, profile: str, **overrides) -> int:
     """The epochs at which a run with ``overrides`` makes as many weight steps as preset ``name``."""
-    reference = preset(name, profile)
-    return round(reference.epochs * steps_per_epoch(reference) / steps_per_epoch(preset(name, profile, **overrides)))
+    return round(weight_steps(preset(name, profile)) / steps_per_epoch(preset(name, profile, **overrides)))
 
 
 # The rule chose (seeds 0-4 of "Fashion-MNIST bi-level DARTS": see the bi-level chapter): the
@@ -405,7 +403,7 @@ def still_to_run(runs: pd.DataFrame) -> pd.DataFrame:
         if not missing:
             continue
         c = r.configs()[0]
-        steps = c.epochs * steps_per_epoch(c)
+        steps = weight_steps(c)
         measured = per_step.get(cost_key(r), [])
         fastest, mean, slowest = (steps * float(f(measured)) if measured else np.nan for f in (np.min, np.mean, np.max))
         rows.append({"rung": r.name, "seeds missing": " ".join(map(str, missing)), "steps per seed": steps,

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
 from ..presets import preset
-from ..data import steps_per_epoch, weight_split_size
+from ..data import weight_split_size, weight_steps
 from .study import RUNGS, STATISTICS, rung, still_to_run
 
 MARK = {True: "✓", False: "·"}
@@ -159,9 +159,6 @@ def curves_figure(curves: pd.DataFrame, rungs: list[str], columns: dict, title: 
 def settings_table() -> pd.DataFrame:
     """The quantities that decide what a small run shows (the paper's, the
     faithful presets', the first calibration's), read from the presets."""
-    def steps(c):
-        return c.epochs * steps_per_epoch(c)
-
     rows = {}
     for label, name in (("faithful DSNAS", "growing"), ("first calibration, DSNAS", "levers-dsnas"),
                         ("faithful bi-level", "bilevel"), ("first calibration, bi-level", "levers-bilevel")):
@@ -169,7 +166,7 @@ def settings_table() -> pd.DataFrame:
         rows[label] = {"arch lr / weight lr": f"{c.arch_lr:g} / {c.lr:g}", "classifier init": f"x{c.logit_scale:g}",
                        "augmentation": f"shift ≤ {c.augment_shift} px per batch" if c.augment_shift else "none",
                        "train images": weight_split_size(c),
-                       "labels replaced": f"{c.label_noise:.0%}", "steps": steps(c)}
+                       "labels replaced": f"{c.label_noise:.0%}", "steps": weight_steps(c)}
     rows["the paper, DSNAS"] = {"arch lr / weight lr": "0.0003 / 0.025", "classifier init": "x1",
                                 "augmentation": "crop (pad 4) + flip per batch", "train images": 50_000,
                                 "labels replaced": "0%", "steps": "about 78k"}
