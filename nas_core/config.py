@@ -115,12 +115,16 @@ def _intervention(value) -> Intervention:
     if not isinstance(value, dict):
         raise ValueError(f"invalid intervention={value!r}: give an Intervention or a dict with keys "
                          f"delete_edges, fix, exclude")
-    known = {f.name for f in fields(Intervention)}
-    unknown = sorted(map(str, set(value) - known))
+    return _built(Intervention, value, "intervention")
+
+
+def _built(cls, d: dict, what: str):
+    """``cls(**d)``, with unknown keys named (and the valid ones listed) rather than a bare TypeError."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(map(str, set(d) - known))
     if unknown:
-        raise ValueError(f"unknown intervention field(s) {', '.join(map(str, unknown))}; valid fields are "
-                         f"{', '.join(sorted(known))}")
-    return Intervention(**value)
+        raise ValueError(f"unknown {what} field(s) {', '.join(unknown)}; valid fields are {', '.join(sorted(known))}")
+    return cls(**d)
 
 
 def parse_cell(cell: str) -> Topology:
@@ -304,12 +308,7 @@ class SearchConfig:
         writes it; unknown fields raise ValueError."""
         if not isinstance(d, dict):
             raise ValueError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(d) - known))
-        if unknown:
-            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; "
-                             f"valid fields are {', '.join(sorted(known))}")
-        return cls(**d)
+        return _built(cls, d, "config")
 
     def replace(self, **changes) -> "SearchConfig":
         """A new, validated config with ``changes`` applied (this one when none)."""

@@ -102,6 +102,9 @@ def test_unknown_field_in_from_dict_is_named():
         SearchConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="bogus"):
         SearchConfig().replace(bogus=1)
+    with pytest.raises(ValueError, match=r"unknown intervention field\(s\) delete\b.*valid fields are "
+                                         r"delete_edges, exclude, fix"):
+        SearchConfig(intervention={"delete": [1]})
 
 
 def test_valid_configs_are_accepted():
