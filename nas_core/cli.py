@@ -140,6 +140,10 @@ def main(argv=None):
     sy.add_argument("--out", default="study", help="directory of the study's tables")
     sy.add_argument("--rung", action="append", help="run only this rung (repeatable)")
     sy.add_argument("--tables-only", action="store_true", help="write the tables of what has finished; run nothing")
+    rp = sub.add_parser("reproduction", help="remake the chapters' runs here as this machine's reference rows "
+                                             "(see nas_core.chapters.reproduction)")
+    rp.add_argument("--workers", type=int, default=2)
+    rp.add_argument("--out", default="study", help="directory of the study's tables")
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
@@ -161,6 +165,10 @@ def main(argv=None):
             from .chapters import study  # the chapters (and their figures) load only for their commands
 
             return study.main(args)
+        elif args.command == "reproduction":
+            from .chapters import reproduction
+
+            return reproduction.main(args)
         elif args.command == "calibrate":
             from .chapters import calibration
 

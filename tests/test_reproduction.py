@@ -2,6 +2,7 @@
 the promise that a change to nas_core which alters the search fails the chapter's check."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch.nn as nn
 from conftest import TINY as BASE
@@ -82,20 +83,115 @@ def test_the_chapters_seed_zero_runs_have_committed_rows():
         assert f"{config.algorithm}-{config.key()}" in set(runs.run), name
 
 
-def test_a_row_of_another_machine_asserts_the_verdicts_and_reports_the_rest(committed, tmp_path):
+def _elsewhere(rows, margin=0.3):
+    """``rows`` as if another kind of machine made them, with every final margin set to
+    ``margin`` (0.3: far from every threshold, so rounding reaches no final-cell verdict)."""
+    return rows.assign(machine="another CPU, family 6 model 1 stepping 1, -march=x, AVX2, torch 2.13.0+cpu, 0123abcd",
+                       **{f"margin_e{e}": margin for e in range(5)})
+
+
+def test_a_row_of_another_machine_asserts_the_verdicts_out_of_reach_and_reports_the_rest(committed, tmp_path):
     """A run repeats bit for bit only on the kind of machine that made the row: a row of
-    another kind (or of none recorded) is held to its verdicts; its values are reported."""
+    another kind (or of none recorded) is held to the verdicts that rounding cannot flip;
+    its values are reported."""
     hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
     assert set(committed.machine) == {reproduction.machine()}   # the rows record where they were made
-    elsewhere = committed.assign(machine="another CPU, AVX2, torch 2.13.0+cpu, 0123abcd")
-    elsewhere.loc[0, "margin_e2"] += 0.05
+    elsewhere = _elsewhere(committed)
     elsewhere.loc[0, "late_winners"] = "none|none|none|none|none"
     check = reproduction.reproduction_check(hs, elsewhere)
     assert check.passed, check.message
-    assert set(check.differs_elsewhere.quantity) == {"margin_e2", "late_winners"}
+    assert {"late_winners", "margin_e2"} <= set(check.differs_elsewhere.quantity)
     assert "another kind of machine" in check.sentence() and "0123abcd" in check.sentence()
+    assert set(check.table[check.table.asserted].quantity) == set(reproduction.FINAL_CELL_THRESHOLDS)
     unrecorded = elsewhere.drop(columns="machine")                  # rows made before machines were recorded
     assert reproduction.reproduction_check(hs, unrecorded).passed
     unrecorded.loc[1, "width.holds"] = not unrecorded.loc[1, "width.holds"]
     check = reproduction.reproduction_check(hs, unrecorded)
     assert list(check.changed.quantity) == ["width.holds"] and "not recorded" in check.sentence()
+
+
+@pytest.mark.parametrize("verdict", sorted(reproduction.FINAL_CELL_THRESHOLDS))
+def test_across_machines_a_final_cell_verdict_is_asserted_exactly_when_no_margin_is_within_reach(
+        committed, tmp_path, verdict):
+    """A final-cell verdict of another machine's row is asserted when each committed margin
+    lies farther than ROUNDING_REACH from every threshold the verdict's decisions read (0
+    for argmax, +-TIE_MARGIN tie-aware), and only reported when one lies within it."""
+    hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
+    reach = reproduction.ROUNDING_REACH
+    for threshold in reproduction.FINAL_CELL_THRESHOLDS[verdict]:
+        for outward in ((1, -1) if threshold == 0 else (1 if threshold > 0 else -1,)):  # away from the others
+            cases = ((1.01 * outward, True), (0.99 * outward, False), (-0.99 * outward, False))
+            for factor, asserted in cases:
+                flipped = _elsewhere(committed)
+                flipped.loc[0, "margin_e1"] = threshold + factor * reach
+                flipped.loc[0, verdict] = not flipped.loc[0, verdict]
+                check = reproduction.reproduction_check(hs, flipped)
+                assert check.passed is not asserted, (threshold, factor)
+                if asserted:
+                    assert list(check.changed.quantity) == [verdict] and "seed 0" in check.message
+                else:
+                    assert verdict in set(check.differs_elsewhere.quantity)
+
+
+def test_across_machines_the_trajectory_verdicts_are_reported_and_here_asserted(committed, tmp_path):
+    """Growing and the empty phase read the first epochs, where p is near uniform and an
+    argmax moves with rounding: another machine's row is not held to them; this one's is."""
+    hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
+    trajectory = ["growing.holds", "growing_decisive.holds", "empty_phase.holds"]
+    assert not set(trajectory) & set(reproduction.FINAL_CELL_THRESHOLDS)
+    for rows, here in ((committed, True), (_elsewhere(committed), False)):
+        flipped = rows.copy()
+        for verdict in trajectory:
+            flipped.loc[1, verdict] = not flipped.loc[1, verdict]
+        check = reproduction.reproduction_check(hs, flipped)
+        assert check.passed is not here
+        assert set((check.changed if here else check.differs_elsewhere).quantity) >= set(trajectory)
+
+
+def test_the_machine_names_what_decides_the_rounding():
+    """Two CPUs can share a model name and instruction sets and round differently: the
+    machine's kind names family, model and stepping, and the -march of the C kernels."""
+    from nas_core.fast.build import cpu_identity, native_march
+    name = reproduction.machine()
+    assert f", -march={native_march()}, " in name and cpu_identity() in name
+    if cpu_identity():
+        assert cpu_identity().startswith("family ") and " model " in cpu_identity()
+    assert native_march("no-such-compiler") == "unknown"
+
+
+def test_this_machines_reference_row_is_held_to_every_quantity(committed, tmp_path, monkeypatch):
+    """Where the study's row comes from another kind of machine, the chapters' run remade
+    here (study/reproduction.csv) is the row compared, every quantity asserted; a
+    reference row of yet another kind is not used."""
+    hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
+    monkeypatch.setattr(reproduction, "read_provenance",   # as if the tree were committed
+                        lambda path: {"commit": "0123456789ab", "machine": reproduction.machine()})
+    path = reproduction.record_references(hs, tmp_path)
+    references = reproduction.load_references(tmp_path)
+    assert path.name == "reproduction.csv" and len(references) == 2
+    assert set(references.machine) == {reproduction.machine()}
+    study_rows = _elsewhere(committed)
+    check = reproduction.reproduction_check(hs, study_rows, references)
+    assert check.passed and not check.elsewhere and check.table.asserted.all(), check.message
+    shifted = references.copy()
+    shifted.loc[0, "margin_e2"] += 1.01 * reproduction.TOLERANCE  # held to the tolerance, as a study row
+    check = reproduction.reproduction_check(hs, study_rows, shifted)
+    assert list(check.changed.quantity) == ["margin_e2"]
+    other = shifted.assign(machine="yet another CPU")                 # another kind's reference: not used
+    check = reproduction.reproduction_check(hs, study_rows, other)
+    assert check.passed and len(check.elsewhere) == 2
+    # recording again replaces this machine's rows and keeps the other kinds'
+    pd.concat([other, references]).to_csv(path, index=False)
+    reproduction.record_references(hs, tmp_path)
+    again = reproduction.load_references(tmp_path)
+    assert sorted(again.machine.value_counts().tolist()) == [2, 2]
+
+
+def test_a_reference_row_must_come_from_committed_code_on_this_machine(committed, tmp_path, monkeypatch):
+    hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
+    for made_by in ({"commit": "0123456789ab+", "machine": reproduction.machine()},
+                    {"commit": "0123456789ab", "machine": "another CPU"}, {}):
+        monkeypatch.setattr(reproduction, "read_provenance", lambda path, made_by=made_by: made_by)
+        with pytest.raises(ValueError, match="committed code on this machine"):
+            reproduction.record_references(hs, tmp_path)
+    assert not (tmp_path / "reproduction.csv").exists()

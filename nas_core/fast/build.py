@@ -43,6 +43,32 @@ def cpu_description() -> str:
         return platform.processor()
 
 
+def cpu_identity() -> str:
+    """'family F model M stepping S' from /proc/cpuinfo ('' where it lacks them)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    fields = {}
+    for ln in lines:
+        key, _, value = ln.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return " ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
+
+
+def native_march(compiler: str | None = None) -> str:
+    """The -march that -march=native resolves to for the C compiler ('unknown' where
+    it cannot say): two machines round alike only if the kernels are built alike."""
+    compiler = compiler or os.environ.get("CC", "cc")
+    try:
+        out = subprocess.run([compiler, "-march=native", "-Q", "--help=target"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return next((ln.split()[-1] for ln in out.splitlines() if ln.strip().startswith("-march=")
+                 and len(ln.split()) > 1), "unknown")
+
+
 def _code(source: Path) -> bytes:
     """The source's text, then each file beside it that it may include (by name)."""
     included = sorted(p for p in source.parent.iterdir() if p.suffix in INCLUDED and p.is_file())

@@ -81,20 +81,23 @@ def provenance() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def machine() -> str:
-    """The kind of machine a run is made on: 'CPU model, torch's CPU kernels, torch
-    version, digest of the CPU's instruction sets'. A run repeats bit for bit on one
-    kind; on another, rounding differs from the first steps and grows into other
-    draws and other values (see :mod:`nas_core.chapters.reproduction`)."""
+    """The kind of machine a run is made on: 'CPU model, family/model/stepping, the
+    -march the C kernels are built for, torch's CPU kernels, torch version, digest of
+    the CPU's instruction sets'. A run repeats bit for bit on one kind; on another,
+    rounding differs from the first steps and grows into other draws and other values
+    (see :mod:`nas_core.chapters.reproduction`). Two CPUs can share a model name and
+    instruction sets and still round differently, hence family, model and stepping."""
     import hashlib
 
     import torch
 
-    from ..fast.build import cpu_description
+    from ..fast.build import cpu_description, cpu_identity, native_march
 
     cpu = cpu_description()
     model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("model name")), "CPU")
     digest = hashlib.sha256(cpu.encode()).hexdigest()[:8]
-    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, {digest}"
+    return (f"{model}, {cpu_identity()}, -march={native_march()}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"torch {torch.__version__}, {digest}")
 
 
 def read_provenance(path: Path) -> dict:
