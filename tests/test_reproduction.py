@@ -103,6 +103,7 @@ def test_a_row_of_another_machine_asserts_the_verdicts_out_of_reach_and_reports_
     assert {"late_winners", "margin_e2"} <= set(check.differs_elsewhere.quantity)
     assert "another kind of machine" in check.sentence() and "0123abcd" in check.sentence()
     assert set(check.table[check.table.asserted].quantity) == set(reproduction.FINAL_CELL_THRESHOLDS)
+    assert set(check.summary().asserted) == {f"5 of {len(reproduction.VERDICTS)} verdicts"}
     unrecorded = elsewhere.drop(columns="machine")                  # rows made before machines were recorded
     assert reproduction.reproduction_check(hs, unrecorded).passed
     unrecorded.loc[1, "width.holds"] = not unrecorded.loc[1, "width.holds"]

@@ -36,7 +36,6 @@ import math
 import sys
 import textwrap
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import pandas as pd
@@ -175,10 +174,12 @@ class Reproduction:
                      if not (pd.isna(a) or pd.isna(b))]
             return max(diffs, default=0.0)
 
+        def asserted(sub):
+            verdicts = sub[sub.quantity.isin(VERDICTS)]
+            return "all" if sub.asserted.all() else f"{int(verdicts.asserted.sum())} of {len(verdicts)} verdicts"
+
         rows = [{"seed": seed, "rung": rung, "agree": f"{int(sub.agrees.sum())} of {len(sub)}",
-                 "largest difference": f"{largest(sub):.2g}",
-                 "asserted": "all" if sub.asserted.all() else
-                 f"{int(sub[sub.quantity.isin(VERDICTS)].asserted.sum())} of {int(sub.quantity.isin(VERDICTS).sum())} verdicts"}
+                 "largest difference": f"{largest(sub):.2g}", "asserted": asserted(sub)}
                 for (seed, rung), sub in self.table.groupby(["seed", "rung"], sort=False)]
         return pd.DataFrame(rows, columns=["seed", "rung", "agree", "largest difference", "asserted"])
 
