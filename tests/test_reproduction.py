@@ -196,3 +196,13 @@ def test_a_reference_row_must_come_from_committed_code_on_this_machine(committed
         with pytest.raises(ValueError, match="committed code on this machine"):
             reproduction.record_references(hs, tmp_path)
     assert not (tmp_path / "reproduction.csv").exists()
+
+
+def test_a_corrupt_reference_table_is_a_clear_error(tmp_path):
+    (tmp_path / "reproduction.csv").write_text("rung,seed\nfaithful DSNAS,0\n")
+    with pytest.raises(ValueError, match="no column machine, run.*python -m nas_core reproduction"):
+        reproduction.load_references(tmp_path)
+    (tmp_path / "reproduction.csv").write_text('run,seed,machine\n"a,0\n')
+    with pytest.raises(ValueError, match="unreadable"):
+        reproduction.load_references(tmp_path)
+    assert reproduction.load_references(tmp_path / "none").empty

@@ -203,7 +203,18 @@ def load_references(folder: str | Path | None = None) -> pd.DataFrame:
     beside the study's tables); empty where there is none."""
     folders = [Path(folder)] if folder is not None else [study.TABLE_DIR, Path("study"), Path("../study")]
     found = [f / REFERENCE_TABLE for f in folders if (f / REFERENCE_TABLE).is_file()]
-    return pd.read_csv(found[0]) if found else pd.DataFrame(columns=["run", "seed", "machine"])
+    if not found:
+        return pd.DataFrame(columns=["run", "seed", "machine"])
+    try:
+        table = pd.read_csv(found[0])
+    except ValueError as err:   # pandas' parser errors are ValueErrors
+        table, problem = None, repr(err)
+    else:
+        problem = f"no column {', '.join(sorted({'run', 'seed', 'machine'} - set(table.columns)))}"
+    if table is None or not {"run", "seed", "machine"} <= set(table.columns):
+        raise ValueError(f"{found[0]} is unreadable ({problem}); restore it (git checkout {found[0]}) or "
+                         f"remake it (python -m nas_core reproduction)")
+    return table
 
 
 def reproduction_check(histories, study_runs: pd.DataFrame | None = None,
