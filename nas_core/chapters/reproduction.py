@@ -42,7 +42,8 @@ import pandas as pd
 from IPython.display import display
 
 from ..patterns import TIE_MARGIN
-from ..runs.history import machine, read_provenance, run_all
+from ..runs.history import machine, read_provenance, run_all, run_dir_for
+from ..runs.io import write_atomic
 from . import study
 
 #: Fixed before the first comparison: the absolute difference allowed in a probability,
@@ -76,18 +77,19 @@ CLOSE_PREFIXES = ("train_acc", "heldout_acc", "gap", "p_none_", "margin_", "late
 
 
 REFERENCE_TABLE = "reproduction.csv"   # beside the study's tables
+REFERENCE_KEYS = ("run", "seed", "machine")  # what finds a reference row
 #: The presets whose seed-0 runs the pattern chapters execute at their defaults.
 CHAPTER_PRESETS = ("growing", "width", "bilevel", "bilevel-control")
 
 
 def _run_name(h) -> str:
-    return h.path.name if h.path is not None else f"{h.config.algorithm}-{h.config.key()}"
+    return h.path.name if h.path is not None else run_dir_for(h.config).name
 
 
 def _study_rung_of() -> dict[str, str]:
     """Run directory name -> the study rung whose config it is (digits rungs only:
     the chapters run on digits)."""
-    return {f"{c.algorithm}-{c.key()}": r.name for r in study.RUNGS if r.profile == "cpu" for c in r.configs()}
+    return {run_dir_for(c).name: r.name for r in study.RUNGS if r.profile == "cpu" for c in r.configs()}
 
 
 def _same(column: str, old, new) -> bool:
@@ -201,20 +203,21 @@ class Reproduction:
 def load_references(folder: str | Path | None = None) -> pd.DataFrame:
     """The chapters' runs remade on other kinds of machine (``study/reproduction.csv``,
     beside the study's tables); empty where there is none."""
-    folders = [Path(folder)] if folder is not None else [study.TABLE_DIR, Path("study"), Path("../study")]
+    folders = [Path(folder)] if folder is not None else study.TABLE_FOLDERS
     found = [f / REFERENCE_TABLE for f in folders if (f / REFERENCE_TABLE).is_file()]
     if not found:
-        return pd.DataFrame(columns=["run", "seed", "machine"])
+        return pd.DataFrame(columns=list(REFERENCE_KEYS))
     try:
         table = pd.read_csv(found[0])
     except ValueError as err:   # pandas' parser errors are ValueErrors
-        table, problem = None, repr(err)
+        problem = repr(err)
     else:
-        problem = f"no column {', '.join(sorted({'run', 'seed', 'machine'} - set(table.columns)))}"
-    if table is None or not {"run", "seed", "machine"} <= set(table.columns):
-        raise ValueError(f"{found[0]} is unreadable ({problem}); restore it (git checkout {found[0]}) or "
-                         f"remake it (python -m nas_core reproduction)")
-    return table
+        lacking = set(REFERENCE_KEYS) - set(table.columns)
+        if not lacking:
+            return table
+        problem = f"no column {', '.join(sorted(lacking))}"
+    raise ValueError(f"{found[0]} is unreadable ({problem}); restore it (git checkout {found[0]}) or "
+                     f"remake it (python -m nas_core reproduction)")
 
 
 def reproduction_check(histories, study_runs: pd.DataFrame | None = None,
@@ -277,9 +280,7 @@ def record_references(histories, folder: str | Path = study.TABLE_DIR) -> Path:
     old = old[~(old.machine == machine()) | ~old.run.isin([r["run"] for r in rows])]
     parts = [f for f in (old, pd.DataFrame(rows)) if not f.empty]
     table = pd.concat(parts, ignore_index=True).sort_values(["machine", "rung", "seed"], kind="stable")
-    tmp = path.with_suffix(".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     return path
 
 
@@ -288,7 +289,7 @@ def main(args) -> int:
     defaults here and keep them as this kind of machine's reference rows."""
     from .. import presets
 
-    configs = {f"{c.algorithm}-{c.key()}": c for p in CHAPTER_PRESETS for c in presets.seed_configs(p, "cpu", [0])}
+    configs = {run_dir_for(c).name: c for p in CHAPTER_PRESETS for c in presets.seed_configs(p, "cpu", [0])}
     histories = run_all(list(configs.values()), workers=args.workers)
     path = record_references(histories, args.out)
     print(f"{path}: the rows of {', '.join(configs)} made on {machine()}", file=sys.stderr)

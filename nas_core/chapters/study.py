@@ -25,6 +25,7 @@ from ..data import steps_per_epoch, weight_steps
 from ..presets import DEPARTURES, preset
 from ..runs import History, RunError, load, run_all, run_dir_for
 from ..runs.history import read_provenance
+from ..runs.io import write_atomic
 
 CHOICE_SEEDS = tuple(range(5))
 HELDOUT_SEEDS = tuple(range(5, 10))
@@ -149,6 +150,9 @@ def rung(name: str) -> Rung:
 
 # ---- the tables ------------------------------------------------------------------
 TABLE_DIR = Path(__file__).resolve().parents[2] / "study"
+#: Where the committed tables are looked for: the repository's, then the working
+#: directory's or its parent's (a notebook in ``book/``).
+TABLE_FOLDERS = (TABLE_DIR, Path("study"), Path("../study"))
 RUNS_TABLE, CURVES_TABLE = "runs.csv", "curves.csv"
 # where a notebook without the repository (Colab) reads the committed tables ($NAS_STUDY_URL overrides)
 REPOSITORY_TABLES = "https://raw.githubusercontent.com/wiring-nas/wiring-nas/main/study"
@@ -331,9 +335,7 @@ def write_tables(histories, out: str | Path = TABLE_DIR) -> tuple[Path, Path]:
     runs, curves = _in_rung_order(runs), _in_rung_order(curves, "epoch")
     paths = []
     for frame, name in ((runs, RUNS_TABLE), (curves, CURVES_TABLE)):
-        tmp = out / (name + ".tmp")
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-        tmp.replace(out / name)
+        write_atomic(out / name, lambda tmp, frame=frame: frame.to_csv(tmp, index=False, float_format="%.6g"))
         paths.append(out / name)
     return tuple(paths)
 
@@ -343,8 +345,7 @@ def load_tables(out: str | Path | None = None, version: str = "") -> tuple[pd.Da
     repository, or of the working directory or its parent (a notebook in ``book/``);
     ``version`` names a subfolder (``"v1"``: the runs of code version 1, before the fidelity fixes)."""
     if out is None:
-        found = [d / version for d in (TABLE_DIR, Path("study"), Path("../study"))
-                 if (d / version / RUNS_TABLE).is_file()]
+        found = [d / version for d in TABLE_FOLDERS if (d / version / RUNS_TABLE).is_file()]
         if not found and os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES):
             # an installed package without the repository (Colab): the committed tables online
             url = "/".join(p for p in (os.environ.get("NAS_STUDY_URL", REPOSITORY_TABLES).rstrip("/"), version) if p)

@@ -34,23 +34,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nas_core" / "native"
 
 
+def _cpuinfo() -> list[str] | None:
+    """The lines of /proc/cpuinfo (None where there is none)."""
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+
+
 def cpu_description() -> str:
     """The CPU's description and instruction sets (-march=native builds for them)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(sorted({ln for ln in lines if ln.startswith(("flags", "model name", "Features"))}))
-    except OSError:
+    lines = _cpuinfo()
+    if lines is None:
         return platform.processor()
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("flags", "model name", "Features"))}))
 
 
 def cpu_identity() -> str:
     """'family F model M stepping S' from /proc/cpuinfo ('' where it lacks them)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
     fields = {}
-    for ln in lines:
+    for ln in _cpuinfo() or []:
         key, _, value = ln.partition(":")
         fields.setdefault(key.strip(), value.strip())
     return " ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
