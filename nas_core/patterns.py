@@ -21,6 +21,25 @@ WIDTH_INPUT_MIN = 0.75     # at least 3/4 of the input edges selected ...
 BILEVEL_CONTROL_MIN = 0.75  # the single-level control keeps at least 3/4 of its edges
 
 
+# The final-cell verdicts' rules, shared by the statistics below and by
+# :func:`final_cell_verdicts`, which decides them from the margins alone.
+
+def _width_holds(input_fraction: float, deep_kept: int) -> bool:
+    return deep_kept == 0 and input_fraction >= WIDTH_INPUT_MIN
+
+
+def _deep_avoided_holds(kept: int, deep_kept: int) -> bool:
+    return kept >= 1 and deep_kept == 0
+
+
+def _bilevel_holds(role: str, kept_fraction: float, emptied: bool) -> bool:
+    return emptied if role == "bilevel" else kept_fraction >= BILEVEL_CONTROL_MIN
+
+
+def _role(level: str) -> str:
+    return "bilevel" if level == "bi" else "control"
+
+
 def _fractions(h: History, cell_type: str) -> np.ndarray:
     return np.array(h.series("n_selected", cell_type), dtype=float) / h.config.topology.n_edges
 
@@ -74,7 +93,7 @@ def width(h: History, cell_type: str = "normal") -> dict:
         "depth": record.wiring(last, "depth", cell_type),
         "random_width": rw,
         "random_depth": rd,
-        "holds": bool(deep == 0 and inputs >= WIDTH_INPUT_MIN),
+        "holds": bool(_width_holds(inputs, deep)),
     }
 
 
@@ -86,8 +105,8 @@ def bilevel(h: History, cell_type: str = "normal") -> dict:
 
     Returns a JSON-able dict of the numbers looked at and ``holds``."""
     frac = _fractions(h, cell_type)
-    role = "bilevel" if h.config.level == "bi" else "control"
-    holds = frac[-1] == 0 if role == "bilevel" else frac[-1] >= BILEVEL_CONTROL_MIN
+    role = _role(h.config.level)
+    holds = _bilevel_holds(role, frac[-1], frac[-1] == 0)
     return {"role": role, "final_selected": int(record.wiring(h.last, "n_selected", cell_type)),
             "final_fraction": float(frac[-1]), "min_fraction": float(frac.min()), "holds": bool(holds)}
 
@@ -119,7 +138,11 @@ def edge_decisions(probs, margin: float = TIE_MARGIN) -> list[str]:
     :func:`edge_margins` against ``margin``.
 
     Returns one of ``selected``, ``none``, ``undecided`` per edge."""
-    return [SELECTED if g >= margin else NONE_WINS if g <= -margin else UNDECIDED for g in edge_margins(probs)]
+    return _decide(edge_margins(probs), margin)
+
+
+def _decide(margins, margin: float = TIE_MARGIN) -> list[str]:
+    return [SELECTED if g >= margin else NONE_WINS if g <= -margin else UNDECIDED for g in margins]
 
 
 def _decisions(h: History, cell_type: str) -> list[list[str]]:
@@ -157,7 +180,7 @@ def width_decisive(h: History, cell_type: str = "normal") -> dict:
     deep_not_none = sum(dec[e] != NONE_WINS for e in top.deep_edges)
     return {"input_edges_fraction": inputs, "deep_edges_not_none": deep_not_none,
             "undecided": sum(d == UNDECIDED for d in dec),
-            "holds": bool(deep_not_none == 0 and inputs >= WIDTH_INPUT_MIN)}
+            "holds": bool(_width_holds(inputs, deep_not_none))}
 
 
 def bilevel_decisive(h: History, cell_type: str = "normal") -> dict:
@@ -168,10 +191,10 @@ def bilevel_decisive(h: History, cell_type: str = "normal") -> dict:
     Returns a JSON-able dict of the numbers looked at and ``holds``."""
     dec = _decisions(h, cell_type)[-1]
     n = len(dec)
-    role = "bilevel" if h.config.level == "bi" else "control"
+    role = _role(h.config.level)
     selected = sum(d == SELECTED for d in dec)
     none = sum(d == NONE_WINS for d in dec)
-    holds = none == n if role == "bilevel" else selected / n >= BILEVEL_CONTROL_MIN
+    holds = _bilevel_holds(role, selected / n, none == n)
     return {"role": role, "final_selected": selected, "final_none": none, "final_undecided": n - selected - none,
             "holds": bool(holds)}
 
@@ -209,7 +232,31 @@ def deep_avoided(h: History, cell_type: str = "normal") -> dict:
     k, n, deep = len(sel), top.n_edges, len(top.deep_edges)
     chance = math.comb(n - deep, k) / math.comb(n, k) if k else 1.0
     return {"selected": k, "deep_edges_selected": sum(e in top.deep_edges for e in sel), "chance": chance,
-            "holds": bool(k >= 1 and not any(e in top.deep_edges for e in sel))}
+            "holds": bool(_deep_avoided_holds(k, sum(e in top.deep_edges for e in sel)))}
+
+
+def final_cell_verdicts(margins, topology, level: str) -> dict[str, bool]:
+    """The verdicts that read only the final cell (``width``, ``deep_avoided``,
+    ``bilevel`` and the tie-aware ``width_decisive`` and ``bilevel_decisive``) from
+    its edge margins alone (:func:`edge_margins`; an edge is selected where its best
+    op beats ``none``), keyed as in the runs table. So that a committed row's
+    verdicts can be decided again under moved margins.
+
+    Returns {'width.holds': bool, ...}."""
+    m = np.asarray(margins, dtype=float)
+    inputs, deep = list(topology.input_edges), list(topology.deep_edges)
+    kept = m > 0
+    dec = np.array(_decide(m))
+    role = _role(level)
+    return {
+        "width.holds": _width_holds(kept[inputs].sum() / len(inputs), int(kept[deep].sum())),
+        "deep_avoided.holds": _deep_avoided_holds(int(kept.sum()), int(kept[deep].sum())),
+        "bilevel.holds": _bilevel_holds(role, kept.sum() / len(m), not kept.any()),
+        "width_decisive.holds": _width_holds((dec[inputs] == SELECTED).sum() / len(inputs),
+                                             int((dec[deep] != NONE_WINS).sum())),
+        "bilevel_decisive.holds": _bilevel_holds(role, (dec == SELECTED).sum() / len(m),
+                                                 bool((dec == NONE_WINS).all())),
+    }
 
 
 def pruning(bi: History, control: History, cell_type: str = "normal") -> dict:

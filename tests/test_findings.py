@@ -21,7 +21,7 @@ def test_phrases():
 
 
 @pytest.mark.parametrize("write", [findings.width, findings.growing, findings.bilevel, findings.ablation,
-                                   findings.ladder, findings.headline])
+                                   findings.ladder, findings.headline, findings.rounding])
 def test_every_summary_follows_the_table(runs, write):
     """A verdict flipped on one seed changes the summary's text; an empty table says
     that nothing has run, not a number. (Rungs not yet run borrow a run of the same
@@ -117,3 +117,27 @@ def test_a_fashion_control_line_says_how_its_statistic_judges_a_control(runs):
     assert "a control's statistic holds where it keeps at least 75% of its edges" in line
     [line] = [s for s in text.splitlines() if s.startswith("- *Fashion-MNIST bi-level DARTS*")]
     assert "a control's statistic" not in line
+
+
+def test_rounding_bounds_each_count_by_the_verdicts_rounding_could_flip():
+    """Two seeds where width holds tie-aware: one with every margin far from its threshold,
+    one with two input edges within the reach of the tie margin (which can flip its width
+    and its tie-aware control verdict). Another machine could
+    find it on 1 or 2 of them; a bi-level statistic that fails far from its thresholds
+    stays at 0."""
+    from nas_core import patterns
+
+    def row(rung, seed, margins):
+        config = study.rung(rung).configs()[0]
+        return {"rung": rung, "seed": seed, **{f"margin_e{e}": m for e, m in enumerate(margins)},
+                **patterns.final_cell_verdicts(margins, config.topology, config.level)}
+
+    runs = pd.DataFrame([row("faithful DSNAS", 0, [0.3, 0.3, 0.3, 0.3, -0.3]),
+                         row("faithful DSNAS", 1, [0.05, 0.05, 0.3, 0.3, -0.3]),
+                         row("faithful bi-level DARTS", 0, [0.3, 0.3, 0.3, 0.3, 0.3])])
+    text = findings.rounding(runs).data
+    # seed 1's tie-aware width and control verdicts
+    assert "Of the study's 15 final-cell verdicts (3 runs, 5 statistics each), 2 could come out" in text
+    assert "width over depth: the tie-aware statistic on between 1 and 2 of 2 (here 2); " \
+           "the paper's argmax statistic on 2 of 2 (here 2)." in text
+    assert "the tie-aware statistic on 0 of 1 (here 0); the paper's argmax statistic on 0 of 1 (here 0)" in text

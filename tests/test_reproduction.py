@@ -7,7 +7,7 @@ import pytest
 import torch.nn as nn
 from conftest import TINY as BASE
 
-from nas_core import ops, run
+from nas_core import ops, patterns, run
 from nas_core.chapters import reproduction, study
 from nas_core.fast import fast_path
 
@@ -102,7 +102,7 @@ def test_a_row_of_another_machine_asserts_the_verdicts_out_of_reach_and_reports_
     assert check.passed, check.message
     assert {"late_winners", "margin_e2"} <= set(check.differs_elsewhere.quantity)
     assert "another kind of machine" in check.sentence() and "0123abcd" in check.sentence()
-    assert set(check.table[check.table.asserted].quantity) == set(reproduction.FINAL_CELL_THRESHOLDS)
+    assert set(check.table[check.table.asserted].quantity) == set(reproduction.FINAL_CELL_VERDICTS)
     assert set(check.summary().asserted) == {f"5 of {len(reproduction.VERDICTS)} verdicts"}
     unrecorded = elsewhere.drop(columns="machine")                  # rows made before machines were recorded
     assert reproduction.reproduction_check(hs, unrecorded).passed
@@ -111,27 +111,98 @@ def test_a_row_of_another_machine_asserts_the_verdicts_out_of_reach_and_reports_
     assert list(check.changed.quantity) == ["width.holds"] and "not recorded" in check.sentence()
 
 
-@pytest.mark.parametrize("verdict", sorted(reproduction.FINAL_CELL_THRESHOLDS))
-def test_across_machines_a_final_cell_verdict_is_asserted_exactly_when_no_margin_is_within_reach(
-        committed, tmp_path, verdict):
-    """A final-cell verdict of another machine's row is asserted when each committed margin
-    lies farther than ROUNDING_REACH from every threshold the verdict's decisions read (0
-    for argmax, +-TIE_MARGIN tie-aware), and only reported when one lies within it."""
+def test_across_machines_the_check_asserts_exactly_the_verdicts_rounding_cannot_flip(committed, tmp_path):
+    """With the deep edge's margin within reach of 0 (argmax could keep it) and the
+    input edges' within reach of the tie margin, every final-cell verdict of another
+    machine's row is flipped: those out of reach fail the check, the others are reported."""
     hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
-    reach = reproduction.ROUNDING_REACH
-    for threshold in reproduction.FINAL_CELL_THRESHOLDS[verdict]:
-        for outward in ((1, -1) if threshold == 0 else (1 if threshold > 0 else -1,)):  # away from the others
-            cases = ((1.01 * outward, True), (0.99 * outward, False), (-0.99 * outward, False))
-            for factor, asserted in cases:
-                flipped = _elsewhere(committed)
-                flipped.loc[0, "margin_e1"] = threshold + factor * reach
-                flipped.loc[0, verdict] = not flipped.loc[0, verdict]
-                check = reproduction.reproduction_check(hs, flipped)
-                assert check.passed is not asserted, (threshold, factor)
-                if asserted:
-                    assert list(check.changed.quantity) == [verdict] and "seed 0" in check.message
-                else:
-                    assert verdict in set(check.differs_elsewhere.quantity)
+    rows = _elsewhere(committed).assign(margin_e4=-0.03, margin_e0=0.05, margin_e1=0.05)
+    held = reproduction.asserted_elsewhere(rows.iloc[0])
+    assert held and held != set(reproduction.FINAL_CELL_VERDICTS)   # some asserted, some not
+    flipped = rows.copy()
+    for verdict in reproduction.FINAL_CELL_VERDICTS:
+        flipped.loc[0, verdict] = not flipped.loc[0, verdict]
+    check = reproduction.reproduction_check(hs, flipped)
+    assert set(check.changed.quantity) == held
+    assert set(reproduction.FINAL_CELL_VERDICTS) - held <= set(check.differs_elsewhere.quantity)
+
+
+def _row(rung: str, margins) -> pd.Series:
+    """A committed row of ``rung`` whose cell ended with ``margins``, its verdicts decided
+    from them."""
+    config = study.rung(rung).configs()[0]
+    return pd.Series({"rung": rung, **{f"margin_e{e}": m for e, m in enumerate(margins)},
+                      **patterns.final_cell_verdicts(margins, config.topology, config.level)})
+
+
+REACH = reproduction.ROUNDING_REACH
+
+
+@pytest.mark.parametrize("verdict, threshold", [("width.holds", 0.0), ("deep_avoided.holds", 0.0),
+                                                ("width_decisive.holds", -patterns.TIE_MARGIN)])
+def test_a_verdict_is_asserted_exactly_when_a_move_within_reach_cannot_flip_it(verdict, threshold):
+    """Width holds with the deep edge's margin just beyond the reach below the threshold
+    its decision reads; just inside, rounding could keep the deep edge."""
+    for factor, asserted in ((1.01, True), (0.99, False)):
+        row = _row("faithful DSNAS", [0.3, 0.3, 0.3, 0.3, threshold - factor * REACH])
+        assert row[verdict]
+        assert (verdict in reproduction.asserted_elsewhere(row)) is asserted, factor
+
+
+def test_a_margin_within_reach_whose_edge_cannot_change_the_verdict_leaves_it_asserted():
+    """Width needs 3 of 4 input edges: one input edge within reach of 0 cannot flip it,
+    two can. A bi-level run's empty cell is flipped by any edge within reach of 0."""
+    one = _row("faithful DSNAS", [0.01, 0.3, 0.3, 0.3, -0.3])
+    two = _row("faithful DSNAS", [0.01, 0.01, 0.3, 0.3, -0.3])
+    assert one["width.holds"] and two["width.holds"]
+    assert "width.holds" in reproduction.asserted_elsewhere(one)
+    assert "width.holds" not in reproduction.asserted_elsewhere(two)
+    empty = [-0.3, -0.3, -0.3, -0.3, -0.3]
+    assert "bilevel.holds" in reproduction.asserted_elsewhere(_row("faithful bi-level DARTS", empty))
+    assert "bilevel.holds" not in reproduction.asserted_elsewhere(_row("faithful bi-level DARTS", empty[:4] + [-0.03]))
+    assert not reproduction.asserted_elsewhere(pd.Series({**one, "margin_e2": float("nan")}))  # unknown: nothing
+
+
+@pytest.mark.parametrize("rung", ["faithful DSNAS", "faithful bi-level DARTS"])
+def test_the_two_extremes_decide_as_every_move_within_reach(rung):
+    """asserted_elsewhere moves all margins by the reach towards a verdict and against
+    it; since each verdict is monotone in every margin, that agrees with trying every
+    decision each edge can reach (a point of each class its interval meets)."""
+    import itertools
+
+    import numpy as np
+    config = study.rung(rung).configs()[0]
+    points = (-0.02, -0.01, 0.0, 0.01, 0.02)   # with an interval's ends: a point of each class it meets
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        margins = rng.uniform(-0.09, 0.09, 5)
+        row = _row(rung, margins)
+        reach = [[m - REACH, m + REACH, *(t for t in points if m - REACH <= t <= m + REACH)] for m in margins]
+        seen = {v: set() for v in reproduction.FINAL_CELL_VERDICTS}
+        for moved in itertools.product(*reach):
+            for v, holds in patterns.final_cell_verdicts(moved, config.topology, config.level).items():
+                seen[v].add(holds)
+        assert reproduction.asserted_elsewhere(row) == {v for v, s in seen.items() if len(s) == 1}, margins
+
+
+def test_the_verdicts_decided_from_the_margins_are_the_runs_own():
+    """patterns.final_cell_verdicts, which decides from the committed margins alone, gives
+    every committed row's final-cell verdicts as the run's own history did."""
+    runs, _ = study.load_tables()
+    for _, row in runs.iterrows():
+        config = study.rung(row.rung).configs()[0]
+        margins = [row[f"margin_e{e}"] for e in range(config.topology.n_edges)]
+        decided = patterns.final_cell_verdicts(margins, config.topology, config.level)
+        assert decided == {v: bool(row[v]) for v in decided}, (row.rung, row.seed)
+
+
+def test_the_rounding_reach_table_counts_per_rung():
+    runs = pd.DataFrame([_row("faithful DSNAS", [0.01, 0.01, 0.3, 0.3, -0.3]),
+                         _row("faithful DSNAS", [0.3, 0.3, 0.3, 0.3, -0.3])]).assign(seed=[0, 1])
+    table = reproduction.rounding_reach(runs)
+    assert table.loc["faithful DSNAS", "seeds"] == 2
+    assert table.loc["faithful DSNAS", "width"] == "2/2 (1)"
+    assert table.loc["faithful DSNAS", "width_decisive"] == "1/2 (1)"
 
 
 def test_across_machines_the_trajectory_verdicts_are_reported_and_here_asserted(committed, tmp_path):
@@ -139,7 +210,7 @@ def test_across_machines_the_trajectory_verdicts_are_reported_and_here_asserted(
     argmax moves with rounding: another machine's row is not held to them; this one's is."""
     hs = [run(c, cache_dir=tmp_path / "again", progress=False) for c in RUNG.configs()]
     trajectory = ["growing.holds", "growing_decisive.holds", "empty_phase.holds"]
-    assert not set(trajectory) & set(reproduction.FINAL_CELL_THRESHOLDS)
+    assert not set(trajectory) & set(reproduction.FINAL_CELL_VERDICTS)
     for rows, here in ((committed, True), (_elsewhere(committed), False)):
         flipped = rows.copy()
         for verdict in trajectory:

@@ -356,3 +356,35 @@ def headline(runs: pd.DataFrame) -> Markdown:
                        f"{_stat_line(fashion, stat)}{_so_far(fashion, first)}."
                        if len(fashion) else "."))
     return Markdown("\n".join(rows))
+
+
+def rounding(runs: pd.DataFrame) -> Markdown:
+    """How many of the study's final-cell verdicts rounding on another kind of machine
+    could flip (:func:`nas_core.chapters.reproduction.asserted_elsewhere`), and between
+    which counts the faithful presets' patterns would then hold on digits."""
+    from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH, asserted_elsewhere
+
+    if not len(runs):
+        return Markdown(f"**What rounding could flip**: {NOT_RUN}.")
+    held = pd.DataFrame([{v: v in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS} for _, row in runs.iterrows()],
+                        index=runs.index)
+    flippable = ~held
+    lines = [f"**What rounding could flip.** Of the study's {held.size} final-cell verdicts ({len(runs)} runs, "
+             f"{len(FINAL_CELL_VERDICTS)} statistics each), {int(flippable.values.sum())} could come out the other "
+             f"way on another kind of machine: some move of the final margins by at most {ROUNDING_REACH} each "
+             f"turns them; the other {int(held.values.sum())} cannot flip. On digits, at the faithful presets, "
+             f"seeds 0-9, another kind of machine could find:\n"]
+    for stat, names in (("width", ("faithful DSNAS", "faithful DSNAS, held-out seeds")),
+                        ("bilevel", ("faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds"))):
+        sub = runs[runs.rung.isin(names)]
+        parts = []
+        for column, label in ((f"{stat}_decisive.holds", "the tie-aware statistic"),
+                              (f"{stat}.holds", "the paper's argmax statistic")):
+            holds, could = sub[column].astype(bool), flippable.loc[sub.index, column]
+            low, high = int((holds & ~could).sum()), int((holds | could).sum())
+            between = f"on {low} of {len(sub)}" if low == high else f"on between {low} and {high} of {len(sub)}"
+            parts.append(f"{label} {between} (here {int(holds.sum())})")
+        lines.append(f"- {PATTERN_NAMES[stat]}: " + "; ".join(parts) + ".")
+    lines.append("\nGrowing reads the first epochs, where p is near uniform and rounding moves an argmax most; "
+                 "its verdicts are not counted here.")
+    return Markdown("\n".join(lines))

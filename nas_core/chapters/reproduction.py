@@ -14,12 +14,13 @@ bit. On another kind, or where the row does not record one, rounding differs fro
 the first steps and grows over thousands of steps into other draws, and a verdict
 decided by a margin near its threshold can flip with no change to the code. So
 there only the verdicts that rounding cannot reach are asserted
-(:func:`asserted_elsewhere`): those that read the final cell alone, where every
-committed final margin lies farther than :data:`ROUNDING_REACH` from each threshold
-their edge decisions compare it with (0 for argmax, +-``TIE_MARGIN`` for the
-tie-aware statistics). The trajectory verdicts (growing, empty phase) read the
+(:func:`asserted_elsewhere`): those that read the final cell alone and come out
+the same however the committed final margins move, each by at most
+:data:`ROUNDING_REACH`. The trajectory verdicts (growing, empty phase) read the
 first third of the epochs, where p is near uniform and an argmax moves with
 rounding, and are reported. Every other quantity is reported too.
+:func:`rounding_reach` counts, per rung of the study, the verdicts that rounding
+could flip.
 
 So that a kind of machine other than the study's gets the whole comparison, the
 chapters' own runs can be remade there and kept as its reference rows
@@ -38,10 +39,11 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from ..patterns import TIE_MARGIN
+from .. import patterns
 from ..runs.history import machine, read_provenance, run_all, run_dir_for
 from ..runs.io import write_atomic
 from . import study
@@ -64,12 +66,9 @@ TOLERANCE = 0.005
 #: flips from farther away fails, as a code change or a machine that rounds further.
 ROUNDING_REACH = 0.04
 
-#: The verdicts that read only the final cell, each with the thresholds its edge
-#: decisions compare a margin with (:mod:`nas_core.patterns`).
-FINAL_CELL_THRESHOLDS = {
-    "width.holds": (0.0,), "bilevel.holds": (0.0,), "deep_avoided.holds": (0.0,),
-    "width_decisive.holds": (-TIE_MARGIN, TIE_MARGIN), "bilevel_decisive.holds": (-TIE_MARGIN, TIE_MARGIN),
-}
+#: The verdicts that read only the final cell (:func:`nas_core.patterns.final_cell_verdicts`).
+FINAL_CELL_VERDICTS = ("width.holds", "width_decisive.holds", "deep_avoided.holds", "bilevel.holds",
+                       "bilevel_decisive.holds")
 
 VERDICTS = tuple(f"{s}.holds" for s in study.STATISTICS) + ("empty_phase.holds", "deep_avoided.holds")
 EXACT = ("epochs", "steps", "final_selected", "positive_output_cost_steps", "early_winners", "late_winners")
@@ -103,14 +102,49 @@ def _same(column: str, old, new) -> bool:
     return abs(old - new) <= TOLERANCE
 
 
+def _favoured(verdict: str, topology, level: str) -> np.ndarray:
+    """Per edge, the direction in which a larger margin never turns ``verdict`` from
+    holding to failing: each final-cell verdict is monotone in every margin. Width
+    and deep-avoided want input edges kept and deep edges ``none``; a bi-level run
+    wants every edge ``none``, its single-level control every edge kept."""
+    if verdict.startswith("bilevel"):
+        return np.full(topology.n_edges, -1.0 if level == "bi" else 1.0)
+    return np.array([-1.0 if e in topology.deep_edges else 1.0 for e in range(topology.n_edges)])
+
+
 def asserted_elsewhere(row) -> set[str]:
-    """The verdicts of a committed ``row`` that rounding on another kind of machine
-    cannot flip: final-cell verdicts none of whose thresholds lies within
-    :data:`ROUNDING_REACH` of a committed final margin. Judged on the committed row,
-    so what a run is held to is fixed before it runs."""
-    margins = [float(row[c]) for c in row.index if c.startswith("margin_e") and not pd.isna(row[c])]
-    return {verdict for verdict, thresholds in FINAL_CELL_THRESHOLDS.items()
-            if margins and all(abs(m - t) > ROUNDING_REACH for m in margins for t in thresholds)}
+    """The verdicts of a committed ``row`` of the study that rounding on another kind of
+    machine cannot flip: final-cell verdicts that come out the same however each final
+    margin moves by at most :data:`ROUNDING_REACH`. A verdict is monotone in every
+    margin (:func:`_favoured`), so moving all of them by the reach towards it and
+    against it gives the two extremes. Judged on the committed row, so what a run is
+    held to is fixed before it runs."""
+    config = study.rung(row["rung"]).configs()[0]
+    top = config.topology
+    margins = np.array([float(row[f"margin_e{e}"]) for e in range(top.n_edges)])
+    if np.isnan(margins).any():
+        return set()
+    held = set()
+    for verdict in FINAL_CELL_VERDICTS:
+        shift = ROUNDING_REACH * _favoured(verdict, top, config.level)
+        extremes = {patterns.final_cell_verdicts(margins + sign * shift, top, config.level)[verdict]
+                    for sign in (1, -1)}
+        if len(extremes) == 1:
+            held.add(verdict)
+    return held
+
+
+def rounding_reach(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per rung of ``runs`` (the study's table) and final-cell verdict: on how many
+    seeds it holds, and how many of the rung's verdicts rounding on another kind of
+    machine could flip (:func:`asserted_elsewhere`): "holds/seeds (could flip)"."""
+    rows = {}
+    for name, sub in runs.groupby("rung", sort=False):
+        kept = [asserted_elsewhere(row) for _, row in sub.iterrows()]
+        rows[name] = {"seeds": len(sub)} | {
+            v.removesuffix(".holds"): f"{int(sub[v].sum())}/{len(sub)} ({sum(v not in k for k in kept)})"
+            for v in FINAL_CELL_VERDICTS}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("rung")
 
 
 @dataclass
