@@ -335,10 +335,8 @@ def headline(runs: pd.DataFrame) -> Markdown:
     """The introduction's summary: each pattern at the faithful presets on digits,
     tie-aware first, then on Fashion-MNIST's first rung where it has run."""
     rows = []
-    for stat, name, held_name in (
-            ("growing", "faithful DSNAS", "faithful DSNAS, held-out seeds"),
-            ("width", "faithful DSNAS", "faithful DSNAS, held-out seeds"),
-            ("bilevel", "faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")):
+    could = _could_flip(runs)
+    for stat, (name, held_name) in FAITHFUL.items():
         first = FASHION_RUNGS[stat][0]   # Fashion-MNIST's first rung of the pattern
         fashion = _of(runs, first)
         sub, held, label = _of(runs, name), _of(runs, held_name), PATTERN_NAMES[stat].capitalize()
@@ -352,38 +350,68 @@ def headline(runs: pd.DataFrame) -> Markdown:
                     f"{k} of {n} seeds (seeds 0-4 and the held-out {min(HELDOUT_SEEDS)}-{max(HELDOUT_SEEDS)}), "
                     f"the paper's argmax statistic on "
                     f"{int(sub[f'{stat}.holds'].sum()) + int(held[f'{stat}.holds'].sum())} of {n}"
+                    + (_rounding_clause(pd.concat([sub, held]), f"{stat}_decisive.holds", could)
+                       if stat != "growing" else "")
                     + (f". On Fashion-MNIST (*{first}*, {rung(first).note}), "
                        f"{_stat_line(fashion, stat)}{_so_far(fashion, first)}."
                        if len(fashion) else "."))
     return Markdown("\n".join(rows))
 
 
+def _could_flip(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per row of ``runs`` and final-cell verdict: whether rounding on another kind of
+    machine could flip it (:func:`nas_core.chapters.reproduction.asserted_elsewhere`)."""
+    from .reproduction import FINAL_CELL_VERDICTS, asserted_elsewhere
+
+    return pd.DataFrame([{v: v not in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS}
+                         for _, row in runs.iterrows()], index=runs.index, columns=list(FINAL_CELL_VERDICTS))
+
+
+def _bounds(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> tuple[int, int]:
+    """The fewest and the most of ``sub``'s seeds on which another kind of machine could
+    find ``column`` to hold."""
+    holds, flips = sub[column].astype(bool), could.loc[sub.index, column]
+    return int((holds & ~flips).sum()), int((holds | flips).sum())
+
+
+def _elsewhere(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str:
+    """'on k of n' or 'on between a and b of n' (:func:`_bounds`)."""
+    low, high = _bounds(sub, column, could)
+    return f"on {low} of {len(sub)}" if low == high else f"on between {low} and {high} of {len(sub)}"
+
+
+def _rounding_clause(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str:
+    low, high = _bounds(sub, column, could)
+    if low == high:
+        return " (rounding on another kind of machine cannot move the tie-aware count)"
+    return f" (on another kind of machine rounding could move the tie-aware count to between {low} and {high})"
+
+
+FAITHFUL = {"growing": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
+            "width": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
+            "bilevel": ("faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")}
+
+
 def rounding(runs: pd.DataFrame) -> Markdown:
     """How many of the study's final-cell verdicts rounding on another kind of machine
-    could flip (:func:`nas_core.chapters.reproduction.asserted_elsewhere`), and between
-    which counts the faithful presets' patterns would then hold on digits."""
-    from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH, asserted_elsewhere
+    could flip, and between which counts the faithful presets' patterns would then hold
+    on digits."""
+    from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH
 
     if not len(runs):
         return Markdown(f"**What rounding could flip**: {NOT_RUN}.")
-    held = pd.DataFrame([{v: v in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS} for _, row in runs.iterrows()],
-                        index=runs.index)
-    flippable = ~held
-    lines = [f"**What rounding could flip.** Of the study's {held.size} final-cell verdicts ({len(runs)} runs, "
-             f"{len(FINAL_CELL_VERDICTS)} statistics each), {int(flippable.values.sum())} could come out the other "
+    could = _could_flip(runs)
+    flips = int(could.values.sum())
+    lines = [f"**What rounding could flip.** Of the study's {could.size} final-cell verdicts ({len(runs)} runs, "
+             f"{len(FINAL_CELL_VERDICTS)} statistics each), {flips} could come out the other "
              f"way on another kind of machine: some move of the final margins by at most {ROUNDING_REACH} each "
-             f"turns them; the other {int(held.values.sum())} cannot flip. On digits, at the faithful presets, "
+             f"turns them; the other {could.size - flips} cannot flip. On digits, at the faithful presets, "
              f"seeds 0-9, another kind of machine could find:\n"]
-    for stat, names in (("width", ("faithful DSNAS", "faithful DSNAS, held-out seeds")),
-                        ("bilevel", ("faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds"))):
-        sub = runs[runs.rung.isin(names)]
-        parts = []
-        for column, label in ((f"{stat}_decisive.holds", "the tie-aware statistic"),
-                              (f"{stat}.holds", "the paper's argmax statistic")):
-            holds, could = sub[column].astype(bool), flippable.loc[sub.index, column]
-            low, high = int((holds & ~could).sum()), int((holds | could).sum())
-            between = f"on {low} of {len(sub)}" if low == high else f"on between {low} and {high} of {len(sub)}"
-            parts.append(f"{label} {between} (here {int(holds.sum())})")
+    for stat in ("width", "bilevel"):
+        sub = runs[runs.rung.isin(FAITHFUL[stat])]
+        parts = [f"{label} {_elsewhere(sub, column, could)} (here {int(sub[column].sum())})"
+                 for column, label in ((f"{stat}_decisive.holds", "the tie-aware statistic"),
+                                       (f"{stat}.holds", "the paper's argmax statistic"))]
         lines.append(f"- {PATTERN_NAMES[stat]}: " + "; ".join(parts) + ".")
     lines.append("\nGrowing reads the first epochs, where p is near uniform and rounding moves an argmax most; "
                  "its verdicts are not counted here.")
