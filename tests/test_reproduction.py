@@ -203,6 +203,11 @@ def test_the_rounding_reach_table_counts_per_rung():
     assert table.loc["faithful DSNAS", "seeds"] == 2
     assert table.loc["faithful DSNAS", "width"] == "2/2 (1)"
     assert table.loc["faithful DSNAS", "width_decisive"] == "1/2 (1)"
+    from nas_core.chapters import study_figures
+    shown = study_figures.rounding_table(runs)   # the study chapter's labels
+    assert list(shown.columns) == ["seeds", "width", "width (tie-aware)", "deep avoided", "no edge / control",
+                                   "no edge / control (tie-aware)"]
+    assert shown.loc["faithful DSNAS", "width (tie-aware)"] == "1/2 (1)"
 
 
 def test_across_machines_the_trajectory_verdicts_are_reported_and_here_asserted(committed, tmp_path):

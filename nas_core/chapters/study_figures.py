@@ -222,3 +222,12 @@ def margins_table(runs: pd.DataFrame, edges: int = 5) -> pd.DataFrame:
     cols = {"final_selected": "edges", "width.holds": "width", "width_decisive.holds": "width tie-aware",
             **{f"margin_e{e}": f"e{e}" for e in range(edges)}}
     return runs.set_index(["rung", "seed"])[list(cols)].rename(columns=cols).round(3)
+
+
+def rounding_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per rung and final-cell statistic: 'holds/seeds (could flip)', where 'could flip'
+    counts the rung's verdicts that rounding on another kind of machine could turn
+    (:func:`nas_core.chapters.reproduction.rounding_reach`)."""
+    from .reproduction import rounding_reach
+
+    return rounding_reach(runs).rename(columns={**STAT_LABEL, "deep_avoided": "deep avoided"})
