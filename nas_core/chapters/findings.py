@@ -135,7 +135,7 @@ def width(runs: pd.DataFrame) -> Markdown:
     three_decisive = int(((inputs >= TIE_MARGIN).sum(axis=1) >= 3).sum())
     text = [f"**What the study shows.** At the faithful preset ({_steps(faithful)}), "
             f"{_stat_line(faithful, 'width', 'seeds that chose the settings')}"
-            + _held(held, "width")]
+            + _held(held, "width"), _rounding_sentence(both, "width")]
     text.append(f"Over all {len(both)} seeds the deep edge e4 ends with a margin of {span(deep)} (its best "
                 f"op's p minus p(`none`); negative: `none` wins, decisively beyond {TIE_MARGIN}). The four "
                 f"input edges are all selected on {seeds(input_won, len(both))}, at least three of them "
@@ -204,7 +204,7 @@ def bilevel(runs: pd.DataFrame) -> Markdown:
             f"gap of {points(both.gap)} (train accuracy {span(both.train_acc, 2)}, held out "
             f"{span(both.heldout_acc, 2)}) over the {len(both)} seeds. At the faithful preset "
             f"({_steps(bi)}), {_stat_line(bi, 'bilevel', 'seeds that chose the settings')}"
-            + _held(held, "bilevel"),
+            + _held(held, "bilevel"), _rounding_sentence(both, "bilevel"),
             ("The bi-level runs prune" if 2 * rises > len(both) else "The bi-level runs do not prune")
             + f": the mean p(none) over the edges rises on {seeds(rises, len(both))}, "
             f"and {span(both.final_selected, 0)} of the five edges remain at the end. The deep edge ends "
@@ -390,6 +390,21 @@ def _rounding_clause(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str
 FAITHFUL = {"growing": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
             "width": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
             "bilevel": ("faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")}
+
+
+def _rounding_sentence(both: pd.DataFrame, stat: str) -> str:
+    """'On another kind of machine ... the tie-aware count could lie anywhere from a to b
+    and the paper's cannot move.' over the seeds of ``both``."""
+    from .reproduction import ROUNDING_REACH
+
+    could = _could_flip(both)
+    parts = []
+    for column, label in ((f"{stat}_decisive.holds", "the tie-aware count"), (f"{stat}.holds", "the paper's")):
+        low, high = _bounds(both, column, could)
+        parts.append(f"{label} {'cannot move' if low == high else f'could lie anywhere from {low} to {high}'}")
+    return (f"On another kind of machine, where rounding can move each final margin by up to {ROUNDING_REACH} "
+            f"(the study chapter counts what that could flip), over these {len(both)} seeds "
+            + " and ".join(parts) + ".")
 
 
 def rounding(runs: pd.DataFrame) -> Markdown:
