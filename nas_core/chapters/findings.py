@@ -15,11 +15,16 @@ from IPython.display import Markdown
 
 from ..patterns import BILEVEL_CONTROL_MIN, TIE_MARGIN
 from ..plots.style import OP_LABEL
+from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH, asserted_elsewhere
 from .study import CHOICE_SEEDS, FASHION_GAP_MIN, FASHION_RUNGS, FASHION_SMALL_CLEAN, HELDOUT_SEEDS, RUNGS, rung
 
 NOT_RUN = "not yet run on the current code (`make study` runs it)"
 PATTERN_NAMES = {"growing": "growing, not pruning", "width": "width over depth",
                  "bilevel": "no edge under bi-level optimisation"}
+# Each pattern's faithful rung on digits and its held-out seeds.
+FAITHFUL = {"growing": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
+            "width": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
+            "bilevel": ("faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")}
 
 
 # ---- phrases ------------------------------------------------------------------------
@@ -120,6 +125,46 @@ def _fashion(runs: pd.DataFrame, stat: str) -> str:
 
 def _steps(sub: pd.DataFrame) -> str:
     return f"{int(sub.steps.iloc[0]):,} steps"
+
+
+def _could_flip(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per row of ``runs`` and final-cell verdict: whether rounding on another kind of
+    machine could flip it (:func:`nas_core.chapters.reproduction.asserted_elsewhere`)."""
+    return pd.DataFrame([{v: v not in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS}
+                         for _, row in runs.iterrows()], index=runs.index, columns=list(FINAL_CELL_VERDICTS))
+
+
+def _bounds(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> tuple[int, int]:
+    """The fewest and the most of ``sub``'s seeds on which another kind of machine could
+    find ``column`` to hold."""
+    holds, flips = sub[column].astype(bool), could.loc[sub.index, column]
+    return int((holds & ~flips).sum()), int((holds | flips).sum())
+
+
+def _elsewhere(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str:
+    """'on k of n' or 'on between a and b of n' (:func:`_bounds`)."""
+    low, high = _bounds(sub, column, could)
+    return f"on {low} of {len(sub)}" if low == high else f"on between {low} and {high} of {len(sub)}"
+
+
+def _rounding_clause(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str:
+    low, high = _bounds(sub, column, could)
+    if low == high:
+        return " (rounding on another kind of machine cannot move the tie-aware count)"
+    return f" (on another kind of machine rounding could move the tie-aware count to between {low} and {high})"
+
+
+def _rounding_sentence(both: pd.DataFrame, stat: str) -> str:
+    """'On another kind of machine ... the tie-aware count could lie anywhere from a to b
+    and the paper's cannot move.' over the seeds of ``both``."""
+    could = _could_flip(both)
+    parts = []
+    for column, label in ((f"{stat}_decisive.holds", "the tie-aware count"), (f"{stat}.holds", "the paper's")):
+        low, high = _bounds(both, column, could)
+        parts.append(f"{label} {'cannot move' if low == high else f'could lie anywhere from {low} to {high}'}")
+    return (f"On another kind of machine, where rounding can move each final margin by up to {ROUNDING_REACH} "
+            f"(the study chapter counts what that could flip), over these {len(both)} seeds "
+            + " and ".join(parts) + ".")
 
 
 # ---- the pattern chapters -----------------------------------------------------------
@@ -358,61 +403,10 @@ def headline(runs: pd.DataFrame) -> Markdown:
     return Markdown("\n".join(rows))
 
 
-def _could_flip(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per row of ``runs`` and final-cell verdict: whether rounding on another kind of
-    machine could flip it (:func:`nas_core.chapters.reproduction.asserted_elsewhere`)."""
-    from .reproduction import FINAL_CELL_VERDICTS, asserted_elsewhere
-
-    return pd.DataFrame([{v: v not in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS}
-                         for _, row in runs.iterrows()], index=runs.index, columns=list(FINAL_CELL_VERDICTS))
-
-
-def _bounds(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> tuple[int, int]:
-    """The fewest and the most of ``sub``'s seeds on which another kind of machine could
-    find ``column`` to hold."""
-    holds, flips = sub[column].astype(bool), could.loc[sub.index, column]
-    return int((holds & ~flips).sum()), int((holds | flips).sum())
-
-
-def _elsewhere(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str:
-    """'on k of n' or 'on between a and b of n' (:func:`_bounds`)."""
-    low, high = _bounds(sub, column, could)
-    return f"on {low} of {len(sub)}" if low == high else f"on between {low} and {high} of {len(sub)}"
-
-
-def _rounding_clause(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str:
-    low, high = _bounds(sub, column, could)
-    if low == high:
-        return " (rounding on another kind of machine cannot move the tie-aware count)"
-    return f" (on another kind of machine rounding could move the tie-aware count to between {low} and {high})"
-
-
-FAITHFUL = {"growing": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
-            "width": ("faithful DSNAS", "faithful DSNAS, held-out seeds"),
-            "bilevel": ("faithful bi-level DARTS", "faithful bi-level DARTS, held-out seeds")}
-
-
-def _rounding_sentence(both: pd.DataFrame, stat: str) -> str:
-    """'On another kind of machine ... the tie-aware count could lie anywhere from a to b
-    and the paper's cannot move.' over the seeds of ``both``."""
-    from .reproduction import ROUNDING_REACH
-
-    could = _could_flip(both)
-    parts = []
-    for column, label in ((f"{stat}_decisive.holds", "the tie-aware count"), (f"{stat}.holds", "the paper's")):
-        low, high = _bounds(both, column, could)
-        parts.append(f"{label} {'cannot move' if low == high else f'could lie anywhere from {low} to {high}'}")
-    return (f"On another kind of machine, where rounding can move each final margin by up to {ROUNDING_REACH} "
-            f"(the study chapter counts what that could flip), over these {len(both)} seeds "
-            + " and ".join(parts) + ".")
-
-
 def rounding(runs: pd.DataFrame) -> Markdown:
     """How many of the study's final-cell verdicts rounding on another kind of machine
     could flip, and between which counts the faithful presets' patterns would then hold
     on digits."""
-    from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH
-
     if not len(runs):
         return Markdown(f"**What rounding could flip**: {NOT_RUN}.")
     could = _could_flip(runs)

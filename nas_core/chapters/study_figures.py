@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from ..plots.style import GROUP_COLORS, LAYOUT, OP_LABEL, figure_title, mean_band
 from ..presets import preset
 from ..data import weight_split_size, weight_steps
+from .reproduction import rounding_reach
 from .study import RUNGS, STATISTICS, rung, still_to_run
 
 MARK = {True: "✓", False: "·"}
@@ -228,6 +229,4 @@ def rounding_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per rung and final-cell statistic: 'holds/seeds (could flip)', where 'could flip'
     counts the rung's verdicts that rounding on another kind of machine could turn
     (:func:`nas_core.chapters.reproduction.rounding_reach`)."""
-    from .reproduction import rounding_reach
-
     return rounding_reach(runs).rename(columns={**STAT_LABEL, "deep_avoided": "deep avoided"})
