@@ -15,7 +15,7 @@ from IPython.display import Markdown
 
 from ..patterns import BILEVEL_CONTROL_MIN, TIE_MARGIN
 from ..plots.style import OP_LABEL
-from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH, asserted_elsewhere
+from .reproduction import FINAL_CELL_VERDICTS, ROUNDING_REACH, could_flip
 from .study import CHOICE_SEEDS, FASHION_GAP_MIN, FASHION_RUNGS, FASHION_SMALL_CLEAN, HELDOUT_SEEDS, RUNGS, rung
 
 NOT_RUN = "not yet run on the current code (`make study` runs it)"
@@ -127,13 +127,6 @@ def _steps(sub: pd.DataFrame) -> str:
     return f"{int(sub.steps.iloc[0]):,} steps"
 
 
-def _could_flip(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per row of ``runs`` and final-cell verdict: whether rounding on another kind of
-    machine could flip it (:func:`nas_core.chapters.reproduction.asserted_elsewhere`)."""
-    return pd.DataFrame([{v: v not in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS}
-                         for _, row in runs.iterrows()], index=runs.index, columns=list(FINAL_CELL_VERDICTS))
-
-
 def _bounds(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> tuple[int, int]:
     """The fewest and the most of ``sub``'s seeds on which another kind of machine could
     find ``column`` to hold."""
@@ -157,7 +150,7 @@ def _rounding_clause(sub: pd.DataFrame, column: str, could: pd.DataFrame) -> str
 def _rounding_sentence(both: pd.DataFrame, stat: str) -> str:
     """'On another kind of machine ... the tie-aware count could lie anywhere from a to b
     and the paper's cannot move.' over the seeds of ``both``."""
-    could = _could_flip(both)
+    could = could_flip(both)
     parts = []
     for column, label in ((f"{stat}_decisive.holds", "the tie-aware count"), (f"{stat}.holds", "the paper's")):
         low, high = _bounds(both, column, could)
@@ -380,7 +373,7 @@ def headline(runs: pd.DataFrame) -> Markdown:
     """The introduction's summary: each pattern at the faithful presets on digits,
     tie-aware first, then on Fashion-MNIST's first rung where it has run."""
     rows = []
-    could = _could_flip(runs)
+    could = could_flip(runs)
     for stat, (name, held_name) in FAITHFUL.items():
         first = FASHION_RUNGS[stat][0]   # Fashion-MNIST's first rung of the pattern
         fashion = _of(runs, first)
@@ -409,7 +402,7 @@ def rounding(runs: pd.DataFrame) -> Markdown:
     on digits."""
     if not len(runs):
         return Markdown(f"**What rounding could flip**: {NOT_RUN}.")
-    could = _could_flip(runs)
+    could = could_flip(runs)
     flips = int(could.values.sum())
     lines = [f"**What rounding could flip.** Of the study's {could.size} final-cell verdicts ({len(runs)} runs, "
              f"{len(FINAL_CELL_VERDICTS)} statistics each), {flips} could come out the other "

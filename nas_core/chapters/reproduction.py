@@ -134,15 +134,22 @@ def asserted_elsewhere(row) -> set[str]:
     return held
 
 
+def could_flip(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per row of ``runs`` and final-cell verdict: whether rounding on another kind of
+    machine could flip it (not :func:`asserted_elsewhere`)."""
+    return pd.DataFrame([{v: v not in asserted_elsewhere(row) for v in FINAL_CELL_VERDICTS}
+                         for _, row in runs.iterrows()], index=runs.index, columns=list(FINAL_CELL_VERDICTS))
+
+
 def rounding_reach(runs: pd.DataFrame) -> pd.DataFrame:
     """Per rung of ``runs`` (the study's table) and final-cell verdict: on how many
     seeds it holds, and how many of the rung's verdicts rounding on another kind of
-    machine could flip (:func:`asserted_elsewhere`): "holds/seeds (could flip)"."""
+    machine could flip (:func:`could_flip`): "holds/seeds (could flip)"."""
+    flips = could_flip(runs)
     rows = {}
     for name, sub in runs.groupby("rung", sort=False):
-        kept = [asserted_elsewhere(row) for _, row in sub.iterrows()]
         rows[name] = {"seeds": len(sub)} | {
-            v.removesuffix(".holds"): f"{int(sub[v].sum())}/{len(sub)} ({sum(v not in k for k in kept)})"
+            v.removesuffix(".holds"): f"{int(sub[v].sum())}/{len(sub)} ({int(flips.loc[sub.index, v].sum())})"
             for v in FINAL_CELL_VERDICTS}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("rung")
 
